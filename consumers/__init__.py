@@ -1,0 +1,1 @@
+"""Kafka consumers: the streaming worker (``simstream run``). One of two places importing confluent_kafka."""

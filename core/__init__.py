@@ -1,0 +1,1 @@
+"""The pipeline stages: text, batcher, encoder, vector store, similarity. Depends on ``schemas`` only."""

@@ -1,0 +1,1 @@
+"""Kafka producers: similar-item lists, dead letters, and ``simstream publish``."""

@@ -1,0 +1,3 @@
+from simstream.cli import main
+
+raise SystemExit(main())
