@@ -1,0 +1,51 @@
+"""Every Redis key simstream writes, in one place (design.md §3).
+
+All keys share one prefix (``Settings.redis_prefix``) so several deployments can share a server and the
+vector index can select product hashes by prefix alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeys:
+    prefix: str
+
+    @property
+    def product_prefix(self) -> str:
+        """What the index's ``PREFIX`` clause selects: every product hash and nothing else."""
+        return f"{self.prefix}product:"
+
+    def product(self, product_id: str) -> str:
+        """HASH: embedding, title, brand, category, price, version, content_hash, model, updated_at."""
+        return f"{self.prefix}product:{product_id}"
+
+    def version_fence(self, product_id: str) -> str:
+        """STRING: highest version seen, deletes included; never removed, so replays cannot resurrect."""
+        return f"{self.prefix}ver:{product_id}"
+
+    def similar(self, product_id: str) -> str:
+        """STRING: the product's last emitted similar-items JSON (one GET for storefronts)."""
+        return f"{self.prefix}similar:{product_id}"
+
+    def list_version(self, product_id: str) -> str:
+        """STRING counter: the list version; kept after deletes so versions stay monotonic."""
+        return f"{self.prefix}listver:{product_id}"
+
+    @property
+    def rev_prefix(self) -> str:
+        return f"{self.prefix}rev:"
+
+    def rev(self, product_id: str) -> str:
+        """SET: the products whose current list holds ``product_id``."""
+        return f"{self.prefix}rev:{product_id}"
+
+    def index_meta(self, index_name: str) -> str:
+        """HASH: the dimension and model an index was built for."""
+        return f"{self.prefix}meta:index:{index_name}"
+
+    def product_id_of(self, key: str) -> str:
+        """The product id inside a product hash key (as FT.SEARCH and SCAN return them)."""
+        return key.removeprefix(self.product_prefix)

@@ -1,0 +1,125 @@
+"""Top-K similar products of a product, as the policy allows (design.md §4).
+
+``compute_lists`` asks the vector store (KNN on each product's stored vector); ``exact_lists`` is the
+brute-force reference over given vectors, for tests and quality checks; ``lists_equal`` tells whether a
+recomputed list differs enough from the emitted one to be emitted again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from simstream.core.vector_store import KnnFilter, Neighbor, Vector
+from simstream.schemas.settings import Settings
+
+# Queries per pipeline: bounds one round trip's size when a whole catalog is recomputed.
+KNN_BATCH_SIZE = 256
+
+
+class NeighborSource(Protocol):
+    """What compute_lists needs of a vector store (RedisVectorStore is one)."""
+
+    def embeddings(self, ids: Sequence[str]) -> dict[str, Vector]: ...
+    def metadata(self, ids: Sequence[str]) -> dict[str, dict[str, str]]: ...
+    def knn_many(
+        self,
+        queries: Sequence[tuple[str, Vector]],
+        k: int,
+        *,
+        flt: KnnFilter | None = None,
+        filters: Mapping[str, KnnFilter] | None = None,
+    ) -> dict[str, list[Neighbor]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SimilarityPolicy:
+    top_k: int
+    same_category_only: bool = False
+    min_score: float | None = None  # neighbours scoring below are dropped (the list may get shorter)
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {self.top_k}")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SimilarityPolicy:
+        return cls(
+            top_k=settings.top_k, same_category_only=settings.same_category_only, min_score=settings.min_score
+        )
+
+    def keep(self, neighbors: Iterable[Neighbor]) -> list[Neighbor]:
+        if self.min_score is None:
+            return list(neighbors)
+        return [n for n in neighbors if n.score >= self.min_score]
+
+
+def compute_lists(
+    store: NeighborSource,
+    product_ids: Sequence[str],
+    policy: SimilarityPolicy,
+    *,
+    batch_size: int = KNN_BATCH_SIZE,
+) -> dict[str, list[Neighbor]]:
+    """Top-K neighbours (self excluded, best first) of each id, from its stored vector.
+
+    Ids without a stored product are left out. With ``same_category_only`` a product without a category
+    is not restricted (an empty TAG value cannot be queried).
+    """
+    unique_ids = list(dict.fromkeys(product_ids))
+    lists: dict[str, list[Neighbor]] = {}
+    for start in range(0, len(unique_ids), batch_size):
+        chunk = unique_ids[start : start + batch_size]
+        vectors = store.embeddings(chunk)
+        present = [pid for pid in chunk if pid in vectors]
+        filters: dict[str, KnnFilter] | None = None
+        if policy.same_category_only:
+            metadata = store.metadata(present)
+            filters = {pid: KnnFilter(category=metadata.get(pid, {}).get("category")) for pid in present}
+        found = store.knn_many([(pid, vectors[pid]) for pid in present], policy.top_k, filters=filters)
+        lists.update({pid: policy.keep(found[pid]) for pid in present})
+    return lists
+
+
+def exact_lists(
+    vectors: Mapping[str, Vector],
+    policy: SimilarityPolicy,
+    categories: Mapping[str, str] | None = None,
+) -> dict[str, list[Neighbor]]:
+    """Brute-force top-K by cosine similarity over ``vectors``: the reference the store should match.
+
+    Ties are broken by product id so the reference is deterministic. ``categories`` is needed when the
+    policy keeps to the same category (compared case-insensitively, like the TAG index).
+    """
+    ids = list(vectors)
+    if not ids:
+        return {}
+    matrix = np.stack([np.asarray(vectors[pid], dtype=np.float64) for pid in ids])
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    unit = matrix / np.where(norms == 0.0, 1.0, norms)
+    scores = unit @ unit.T
+    folded = {pid: (categories or {}).get(pid, "").strip().lower() for pid in ids}
+    lists: dict[str, list[Neighbor]] = {}
+    for row, pid in enumerate(ids):
+        candidates = [
+            (float(scores[row, col]), other)
+            for col, other in enumerate(ids)
+            if other != pid
+            and (not policy.same_category_only or not folded[pid] or folded[other] == folded[pid])
+        ]
+        candidates.sort(key=lambda pair: (-pair[0], pair[1]))
+        lists[pid] = policy.keep(Neighbor(other, score) for score, other in candidates[: policy.top_k])
+    return lists
+
+
+def lists_equal(old: Sequence[Neighbor], new: Sequence[Neighbor], epsilon: float = 1e-4) -> bool:
+    """Same members in the same order, and no score moved by more than ``epsilon``."""
+    if len(old) != len(new):
+        return False
+    return all(
+        a.product_id == b.product_id and abs(a.score - b.score) <= epsilon
+        for a, b in zip(old, new, strict=True)
+    )

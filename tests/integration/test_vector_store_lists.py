@@ -1,0 +1,126 @@
+"""ListStore against a real Redis: list versions, stored JSON, and exact rev sets."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+import redis
+
+from simstream.core.list_store import ListStore, ListWrite
+from simstream.core.vector_store import Neighbor
+from simstream.schemas.codec import decode_similar_items
+
+pytestmark = pytest.mark.integration
+
+MODEL = "test-model@1"
+FIXED_NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
+def redis_client(request: pytest.FixtureRequest, redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, protocol=request.param)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def lists(redis_client: redis.Redis, unique_name: str) -> Iterator[ListStore]:
+    yield ListStore(redis_client, prefix=f"{unique_name}:", clock=lambda: FIXED_NOW)
+    for key in redis_client.scan_iter(match=f"{unique_name}:*", count=1000):
+        redis_client.delete(key)
+
+
+def items(*ids: str) -> list[Neighbor]:
+    return [Neighbor(pid, 0.9 - 0.01 * rank) for rank, pid in enumerate(ids)]
+
+
+def test_list_versions_rise_by_one_and_survive_delete(lists: ListStore) -> None:
+    versions = [
+        lists.write_lists({"p": ListWrite(items("a"), v, MODEL)})["p"].list_version for v in (1, 2, 2)
+    ]
+    assert versions == [1, 2, 3]
+    assert lists.delete_list("p")
+    assert not lists.delete_list("p")
+    assert lists.read_list("p") is None
+    assert lists.write_lists({"p": (items("b"), 4, MODEL)})["p"].list_version == 4
+
+
+def test_stored_json_is_the_returned_record(lists: ListStore, redis_client: redis.Redis) -> None:
+    written = lists.write_lists({"sku-1": ListWrite(items("sku-9", "sku-3"), 17, MODEL)})["sku-1"]
+    raw = redis_client.get(lists.keys.similar("sku-1"))
+    assert raw == written.payload
+    record = decode_similar_items(written.payload)
+    assert (record.product_id, record.list_version, record.source_version, record.model) == (
+        "sku-1",
+        1,
+        17,
+        MODEL,
+    )
+    assert record.computed_at == FIXED_NOW
+    assert [(i.product_id, i.score) for i in record.items] == [("sku-9", 0.9), ("sku-3", 0.89)]
+    assert lists.read_list("sku-1") == written
+    assert lists.read_lists(["sku-1", "missing"]) == {"sku-1": written}
+
+
+def test_rev_sets_follow_membership_changes(lists: ListStore) -> None:
+    lists.write_lists({"p": (items("a", "b"), 1, MODEL), "q": (items("b"), 1, MODEL)})
+    assert lists.rev_many(["a", "b", "c"]) == {"a": {"p"}, "b": {"p", "q"}, "c": set()}
+    lists.write_lists({"p": (items("b", "c"), 2, MODEL)})
+    assert lists.rev_many(["a", "b", "c"]) == {"a": set(), "b": {"p", "q"}, "c": {"p"}}
+    lists.delete_list("q")
+    assert lists.rev("b") == {"p"}
+    lists.write_lists({"p": ([], 3, MODEL)})
+    assert lists.rev_many(["a", "b", "c"]) == {"a": set(), "b": set(), "c": set()}
+
+
+def test_rev_sets_stay_exact_over_random_rewrites(lists: ListStore) -> None:
+    rng = np.random.default_rng(21)
+    catalog = [f"p{i}" for i in range(15)]
+    current: dict[str, list[str]] = {}
+    for step in range(40):
+        owners = rng.choice(catalog, size=3, replace=False).tolist()
+        if step % 7 == 6 and current:
+            gone = sorted(current)[int(rng.integers(len(current)))]
+            lists.delete_list(gone)
+            del current[gone]
+        batch = {}
+        for owner in owners:
+            others = [pid for pid in catalog if pid != owner]
+            members = rng.choice(others, size=int(rng.integers(0, 6)), replace=False).tolist()
+            batch[owner] = ListWrite(items(*members), step, MODEL)
+            current[owner] = members
+        lists.write_lists(batch)
+        expected = {pid: {owner for owner, members in current.items() if pid in members} for pid in catalog}
+        assert lists.rev_many(catalog) == expected, f"step {step}"
+
+
+def test_concurrent_writers_get_distinct_list_versions(
+    lists: ListStore, redis_url: str, unique_name: str
+) -> None:
+    clients = [redis.Redis.from_url(redis_url) for _ in range(2)]
+    writers = [ListStore(client, prefix=f"{unique_name}:") for client in clients]
+    seen: list[list[int]] = [[], []]
+
+    def run(worker: int) -> None:
+        for round_ in range(50):
+            written = writers[worker].write_lists({"p": (items(f"m{worker}-{round_}"), round_, MODEL)})
+            seen[worker].append(written["p"].list_version)
+
+    threads = [threading.Thread(target=run, args=(worker,)) for worker in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert sorted(seen[0] + seen[1]) == list(range(1, 101))
+    final = lists.read_list("p")
+    assert final is not None and final.list_version == 100
+    # Only the last writer's single member still lists p: every other member was removed from rev.
+    (member,) = [n.product_id for n in final.items]
+    assert {pid for pid in (f"m{w}-{r}" for w in (0, 1) for r in range(50)) if lists.rev(pid)} == {member}
+    for client in clients:
+        client.close()
