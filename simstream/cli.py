@@ -1,0 +1,184 @@
+"""The `simstream` command. Each subcommand imports what it needs lazily: `config` never loads torch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import orjson
+
+from simstream.schemas.settings import Settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _print_json(obj: object) -> None:
+    sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
+
+
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    _print_json(settings.masked())
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
+    from simstream.devstack import stack
+
+    try:
+        if args.action == "up":
+            services = stack.up(settings)
+        elif args.action == "down":
+            services = stack.down(settings)
+        else:
+            services = stack.status(settings)
+    except stack.DevStackError as exc:
+        print(f"simstream dev {args.action}: {exc}", file=sys.stderr)
+        return 1
+    print(stack.format_status(services))
+    healthy = all(s.running for s in services)
+    return 0 if args.action == "down" or healthy else 1
+
+
+def cmd_schema_export(args: argparse.Namespace, settings: Settings) -> int:
+    from simstream.schemas.json_schema import export_json_schemas
+
+    for path in export_json_schemas(Path(args.dir)):
+        print(path)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from simstream.consumers.worker import run_worker
+
+    return run_worker(settings)
+
+
+def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
+    from simstream.producers.catalog import CatalogError, parse_mapping
+    from simstream.producers.publish import publish_file
+
+    try:
+        report = publish_file(
+            settings,
+            Path(args.file),
+            fmt=args.format,
+            mapping=parse_mapping(args.map),
+            id_prefix=args.id_prefix,
+            version=args.version,
+            event_type=args.type,
+            progress=not args.quiet,
+        )
+    except (CatalogError, OSError) as exc:
+        print(f"simstream publish: {exc}", file=sys.stderr)
+        return 2
+    print(f"sent={report.sent} failed={report.failed} invalid={report.invalid}")
+    for err in report.first_errors:
+        print(f"  error: {err}", file=sys.stderr)
+    return 0 if report.failed == 0 and report.invalid == 0 else 1
+
+
+def cmd_similar(args: argparse.Namespace, settings: Settings) -> int:
+    from simstream.queries import show_similar
+
+    return show_similar(settings, args.product_id, as_json=args.json)
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    from simstream.queries import search
+
+    return search(
+        settings,
+        args.text,
+        k=args.k,
+        category=args.category,
+        brand=args.brand,
+        max_price=args.max_price,
+        min_price=args.min_price,
+        as_json=args.json,
+    )
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from simstream.bench_encoder import format_encoder_table, run_encoder_bench
+
+    result = run_encoder_bench(settings, n_items=args.n_items, repeats=args.repeats, threads=args.threads)
+    if args.json:
+        _print_json(result)
+    else:
+        print(format_encoder_table(result))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from simstream.demo import run_demo
+
+    return run_demo(settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="simstream", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("config", help="print the effective settings, secrets masked").set_defaults(
+        handler=cmd_config
+    )
+
+    dev = sub.add_parser("dev", help="the local stack: real Kafka + Redis on 127.0.0.1, no Docker")
+    dev.add_argument("action", choices=["up", "down", "status"])
+    dev.set_defaults(handler=cmd_dev)
+
+    schema = sub.add_parser("schema", help="wire contracts")
+    schema_sub = schema.add_subparsers(dest="schema_command", required=True)
+    export = schema_sub.add_parser("export", help="write the JSON Schema files")
+    export.add_argument("dir")
+    export.set_defaults(handler=cmd_schema_export)
+
+    sub.add_parser("run", help="run the streaming worker").set_defaults(handler=cmd_run)
+
+    publish = sub.add_parser("publish", help="publish a catalog file (JSON Lines or CSV) as product events")
+    publish.add_argument("file")
+    publish.add_argument("--format", choices=["jsonl", "csv"], default=None)
+    publish.add_argument("--map", default=None, help="CSV column mapping, field=column,... (title=name,...)")
+    publish.add_argument("--id-prefix", default="", help="prepended to every product id")
+    publish.add_argument("--version", type=int, default=None, help="catalog revision (default: epoch ms)")
+    publish.add_argument("--type", choices=["product.created", "product.updated"], default="product.created")
+    publish.add_argument("--quiet", action="store_true")
+    publish.set_defaults(handler=cmd_publish)
+
+    similar = sub.add_parser("similar", help="print a product's stored similar-item list")
+    similar.add_argument("product_id")
+    similar.add_argument("--json", action="store_true")
+    similar.set_defaults(handler=cmd_similar)
+
+    search = sub.add_parser("search", help="embed a query and run a filtered KNN")
+    search.add_argument("text")
+    search.add_argument("-k", type=int, default=10)
+    search.add_argument("--category", default=None)
+    search.add_argument("--brand", default=None)
+    search.add_argument("--max-price", type=float, default=None)
+    search.add_argument("--min-price", type=float, default=None)
+    search.add_argument("--json", action="store_true")
+    search.set_defaults(handler=cmd_search)
+
+    bench = sub.add_parser("bench", help="benchmarks (print figures; --json for one JSON object)")
+    bench.add_argument("target", choices=["encoder"])
+    bench.add_argument("--n-items", type=int, default=512)
+    bench.add_argument("--repeats", type=int, default=3)
+    bench.add_argument("--threads", type=int, default=None)
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(handler=cmd_bench)
+
+    sub.add_parser("demo", help="the main job on the local stack (make demo)").set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    return handler(args, Settings())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
