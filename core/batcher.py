@@ -100,9 +100,7 @@ class MicroBatcher(Generic[T]):
 
     def _fits(self, tokens: int) -> bool:
         count = len(self._items) + 1
-        return (
-            count <= self._limits.max_items and count * max(self._longest, tokens) <= self._limits.max_tokens
-        )
+        return count <= self._limits.max_items and count * max(self._longest, tokens) <= self._limits.max_tokens
 
     def _is_full(self) -> bool:
         # Full when no further item could join: the item limit is reached, or even a zero-token item

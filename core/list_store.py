@@ -58,9 +58,7 @@ def list_payload(product_id: str, write: ListWrite, list_version: int, computed_
         model=write.model,
         computed_at=computed_at,
         source_version=write.source_version,
-        items=[
-            SimilarItem(product_id=n.product_id, score=round(n.score, SCORE_DECIMALS)) for n in write.items
-        ],
+        items=[SimilarItem(product_id=n.product_id, score=round(n.score, SCORE_DECIMALS)) for n in write.items],
     )
     return encode_similar_items(record)
 
@@ -92,13 +90,9 @@ class ListStore:
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> ListStore:
-        return cls(
-            client if client is not None else make_redis_client(settings), prefix=settings.redis_prefix
-        )
+        return cls(client if client is not None else make_redis_client(settings), prefix=settings.redis_prefix)
 
-    def prepare(
-        self, lists: Mapping[str, ListWrite | tuple[Sequence[Neighbor], int, str]]
-    ) -> dict[str, StoredList]:
+    def prepare(self, lists: Mapping[str, ListWrite | tuple[Sequence[Neighbor], int, str]]) -> dict[str, StoredList]:
         """Reserve each product's next list version (INCR, monotonic, unique across writers) and build
         the record to emit. Nothing becomes current: :meth:`commit` does that once it was delivered."""
         if not lists:
@@ -156,9 +150,7 @@ class ListStore:
         with redis_errors(f"read {len(ids)} similar list(s)"):
             payloads = self._client.mget([self.keys.similar(pid) for pid in ids])
         return {
-            pid: decode_list(payload)
-            for pid, payload in zip(ids, payloads, strict=True)
-            if isinstance(payload, bytes)
+            pid: decode_list(payload) for pid, payload in zip(ids, payloads, strict=True) if isinstance(payload, bytes)
         }
 
     def delete_list(self, product_id: str) -> bool:
@@ -168,9 +160,7 @@ class ListStore:
         drops the entries.
         """
         with redis_errors(f"delete similar list of {product_id!r}"):
-            removed = self._delete_script(
-                keys=[self.keys.similar(product_id)], args=[self.keys.rev_prefix, product_id]
-            )
+            removed = self._delete_script(keys=[self.keys.similar(product_id)], args=[self.keys.rev_prefix, product_id])
         return int(removed) == 1
 
     def rev(self, product_id: str) -> set[str]:

@@ -57,9 +57,7 @@ def parse_search(reply: Any) -> SearchReply:
     hits = []
     for i in range(0, len(rest), 2):
         raw_fields = rest[i + 1] if i + 1 < len(rest) else []
-        hits.append(
-            SearchHit(key=text(rest[i]), fields={k: text(v) for k, v in _pairs_to_dict(raw_fields).items()})
-        )
+        hits.append(SearchHit(key=text(rest[i]), fields={k: text(v) for k, v in _pairs_to_dict(raw_fields).items()}))
     return SearchReply(total=total, hits=hits)
 
 

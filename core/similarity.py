@@ -47,9 +47,7 @@ class SimilarityPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SimilarityPolicy:
-        return cls(
-            top_k=settings.top_k, same_category_only=settings.same_category_only, min_score=settings.min_score
-        )
+        return cls(top_k=settings.top_k, same_category_only=settings.same_category_only, min_score=settings.min_score)
 
     def keep(self, neighbors: Iterable[Neighbor]) -> list[Neighbor]:
         if self.min_score is None:
@@ -107,8 +105,7 @@ def exact_lists(
         candidates = [
             (float(scores[row, col]), other)
             for col, other in enumerate(ids)
-            if other != pid
-            and (not policy.same_category_only or not folded[pid] or folded[other] == folded[pid])
+            if other != pid and (not policy.same_category_only or not folded[pid] or folded[other] == folded[pid])
         ]
         candidates.sort(key=lambda pair: (-pair[0], pair[1]))
         lists[pid] = policy.keep(Neighbor(other, score) for score, other in candidates[: policy.top_k])
@@ -120,6 +117,5 @@ def lists_equal(old: Sequence[Neighbor], new: Sequence[Neighbor], epsilon: float
     if len(old) != len(new):
         return False
     return all(
-        a.product_id == b.product_id and abs(a.score - b.score) <= epsilon
-        for a, b in zip(old, new, strict=True)
+        a.product_id == b.product_id and abs(a.score - b.score) <= epsilon for a, b in zip(old, new, strict=True)
     )

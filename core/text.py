@@ -46,16 +46,12 @@ _TAG_RE: Final = re.compile(r"</?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?>")
 # Each UTF-8 continuation byte 0x80-0xBF as Windows-1252 shows it (five bytes are unassigned in
 # cp1252; latin-1 decoders leave them as C1 controls).
 _CONTINUATION_CHARS: Final = "".join(
-    bytes([byte]).decode("cp1252", errors="strict")
-    if byte not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)
-    else chr(byte)
+    bytes([byte]).decode("cp1252", errors="strict") if byte not in (0x81, 0x8D, 0x8F, 0x90, 0x9D) else chr(byte)
     for byte in range(0x80, 0xC0)
 )
 _CONT: Final = f"[{re.escape(_CONTINUATION_CHARS)}]"
 # A lead byte followed by exactly the continuation bytes its UTF-8 sequence needs.
-_MOJIBAKE_RE: Final = re.compile(
-    f"[\u00c2-\u00df]{_CONT}|[\u00e0-\u00ef]{_CONT}{{2}}|[\u00f0-\u00f4]{_CONT}{{3}}"
-)
+_MOJIBAKE_RE: Final = re.compile(f"[\u00c2-\u00df]{_CONT}|[\u00e0-\u00ef]{_CONT}{{2}}|[\u00f0-\u00f4]{_CONT}{{3}}")
 _CP1252_BYTE: Final[dict[str, int]] = {char: 0x80 + offset for offset, char in enumerate(_CONTINUATION_CHARS)}
 
 
@@ -180,9 +176,7 @@ def compile_template(template: str) -> _CompiledTemplate:
         pending_literal = ""
     suffix = pending_literal
     if not parts:
-        raise ConfigError(
-            f"text template {template!r} names no field; known: {', '.join(sorted(TEMPLATE_FIELDS))}"
-        )
+        raise ConfigError(f"text template {template!r} names no field; known: {', '.join(sorted(TEMPLATE_FIELDS))}")
     return _CompiledTemplate(prefix, tuple(parts), suffix)
 
 

@@ -467,9 +467,7 @@ class RedisVectorStore:
             if all(value is None for value in values):
                 continue
             found[product_id] = {
-                name: text(value)
-                for name, value in zip(METADATA_FIELDS, values, strict=True)
-                if value is not None
+                name: text(value) for name, value in zip(METADATA_FIELDS, values, strict=True) if value is not None
             }
         return found
 
@@ -477,10 +475,7 @@ class RedisVectorStore:
         """Every stored product id (SCAN over the product prefix; order unspecified)."""
         pattern = _escape_glob(self.keys.product_prefix) + "*"
         with redis_errors("scan product ids"):
-            return [
-                self.keys.product_id_of(text(key))
-                for key in self._client.scan_iter(match=pattern, count=1000)
-            ]
+            return [self.keys.product_id_of(text(key)) for key in self._client.scan_iter(match=pattern, count=1000)]
 
     def count(self) -> int:
         """Documents in the index."""

@@ -161,9 +161,7 @@ def format_storage_once(layout: StackLayout, libs: Path) -> None:
         "-c",
         str(layout.kafka_config),
     ]
-    run_quiet(
-        argv, what="formatting Kafka storage", log_file=layout.log_file(SERVICE), timeout_s=_FORMAT_TIMEOUT_S
-    )
+    run_quiet(argv, what="formatting Kafka storage", log_file=layout.log_file(SERVICE), timeout_s=_FORMAT_TIMEOUT_S)
 
 
 def broker_command(layout: StackLayout, libs: Path, log4j_config: Path) -> list[str]:

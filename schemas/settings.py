@@ -59,11 +59,24 @@ class Settings(BaseSettings):
     batch_max_tokens: int = Field(default=8192, ge=16)
     batch_max_wait_ms: int = Field(default=200, ge=0)
     poll_max_records: int = Field(default=500, ge=1)
+    # Padded tokens per forward pass inside one encode() call; None: 2048 on CPU (attention scores stay
+    # in cache, measured faster than 8192), batch_max_tokens on CUDA.
+    encoder_chunk_tokens: int | None = Field(default=None, ge=16)
+    encoder_threads: int | None = Field(default=None, ge=1)  # torch CPU threads; None: the usable cores
 
     # --- Similarity --------------------------------------------------------------------------
     top_k: int = Field(default=20, ge=1)
     same_category_only: bool = False
     min_score: float | None = None
+    # Hybrid scoring (simstream.core.hybrid): the dense top-`rerank_candidates` re-ranked with lexical
+    # evidence; both weights 0 means plain cosine. Chosen on Abt-Buy with `simstream eval`.
+    hybrid_code_weight: float = Field(default=0.5, ge=0)
+    hybrid_lexical_weight: float = Field(default=0.25, ge=0)
+    rerank_candidates: int = Field(default=50, ge=1)
+    # Reverse-neighbour refresh (design.md §4): recompute the lists a change can alter, not only its own.
+    refresh_enabled: bool = True
+    refresh_fanout: int = Field(default=50, ge=0)
+    list_score_epsilon: float = Field(default=1e-4, ge=0)
 
     # --- Observability -----------------------------------------------------------------------
     metrics_port: int | None = None

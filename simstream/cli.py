@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 
 from simstream.schemas.settings import Settings
+from simstream.verify import add_verify_arguments, cmd_verify
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -121,9 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="simstream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("config", help="print the effective settings, secrets masked").set_defaults(
-        handler=cmd_config
-    )
+    sub.add_parser("config", help="print the effective settings, secrets masked").set_defaults(handler=cmd_config)
 
     dev = sub.add_parser("dev", help="the local stack: real Kafka + Redis on 127.0.0.1, no Docker")
     dev.add_argument("action", choices=["up", "down", "status"])
@@ -169,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, default=None)
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(handler=cmd_bench)
+
+    verify = sub.add_parser("verify", help="audit the live state against exact brute force")
+    add_verify_arguments(verify)
+    verify.set_defaults(handler=cmd_verify)
 
     sub.add_parser("demo", help="the main job on the local stack (make demo)").set_defaults(handler=cmd_demo)
     return parser

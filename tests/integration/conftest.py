@@ -21,6 +21,7 @@ import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # stubs lack the re-export
 
+from simstream.core.encoder import TransformerEncoder
 from simstream.devstack import stack
 from simstream.devstack.ports import free_ports
 from simstream.schemas.settings import Settings
@@ -134,3 +135,9 @@ def _wait_for_partitions(admin: AdminClient, name: str, partitions: int) -> None
     raise TimeoutError(
         f"topic {name} did not show {partitions} partitions with leaders within {TOPIC_READY_TIMEOUT_S} s"
     )
+
+
+@pytest.fixture(scope="session")
+def default_encoder() -> TransformerEncoder:
+    """The real default model (all-MiniLM-L6-v2 from its PyPI package), loaded once per session."""
+    return TransformerEncoder.from_settings(Settings())

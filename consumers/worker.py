@@ -1,0 +1,265 @@
+"""`simstream run`: the streaming worker in a consumer group.
+
+poll -> decode (bad records become dead letters) -> micro-batch -> pipeline (Redis) -> emit lists
+-> flush the producer -> make lists current -> commit offsets. Offsets are committed only after the
+Redis writes and the producer's deliveries of their batch succeeded; replays are harmless because
+every write is version-fenced.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from simstream.consumers.stats import WorkerStats
+from simstream.core.batcher import BatchLimits, MicroBatcher
+from simstream.core.encoder import Encoder
+from simstream.core.errors import SimstreamError, StoreUnavailableError
+from simstream.core.pipeline import BatchResult, Inbound, Pipeline, RefreshPolicy
+from simstream.producers.sink import DeliveryError, KafkaSink
+from simstream.schemas.codec import DecodeFailure, decode_event
+from simstream.schemas.settings import Settings, kafka_client_config
+
+log = logging.getLogger("simstream.worker")
+
+# Errors that a later attempt of the same batch can get past; anything else is a bug or fatal.
+RETRYABLE = (StoreUnavailableError, DeliveryError, KafkaException)
+BACKOFF_MIN_S = 0.2
+BACKOFF_MAX_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """One consumed record waiting in the batcher: a decoded event or the reason it failed."""
+
+    message: Message
+    outcome: Inbound | DecodeFailure
+
+
+def where(message: Message) -> str:
+    return f"{message.topic()}[{message.partition()}]@{message.offset()}"
+
+
+def consumer_config(settings: Settings) -> dict[str, str | int | float | bool]:
+    return {
+        **kafka_client_config(settings),
+        "group.id": settings.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "isolation.level": "read_committed",
+    }
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        pipeline: Pipeline,
+        sink: KafkaSink,
+        *,
+        consumer: Consumer | None = None,
+        stats: WorkerStats | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._pipeline = pipeline
+        self._sink = sink
+        self._consumer = consumer or Consumer(consumer_config(settings))
+        self.stats = stats or WorkerStats()
+        self._batcher: MicroBatcher[Pending] = MicroBatcher(BatchLimits.from_settings(settings), clock)
+        self._stopping = False
+        self._ready: list[list[Pending]] = []  # full batches waiting to be processed by the main loop
+
+    def stop(self, *_: object) -> None:
+        self._stopping = True
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal %s: stop polling, drain, commit, exit", signal.Signals(signum).name)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run(self, stop_when: Callable[[], bool] | None = None) -> None:
+        self._consumer.subscribe([self._settings.input_topic], on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        try:
+            while not self._stopping and not (stop_when and stop_when()):
+                self._poll_once()
+            for batch in [*self._ready, *self._batcher.flush()]:
+                self._process(batch)
+        finally:
+            self._consumer.close()
+
+    def _poll_once(self) -> None:
+        wait = self._batcher.time_until_due()
+        timeout = 0.5 if wait is None else max(0.0, min(wait, 0.5))
+        messages = self._consumer.consume(num_messages=self._settings.poll_max_records, timeout=timeout)
+        ready, self._ready = self._ready, []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", error)
+                    if error.fatal():
+                        raise KafkaException(error)
+                continue
+            pending = self._decode(message)
+            tokens = pending.outcome.tokens if isinstance(pending.outcome, Inbound) else 0
+            ready.extend(self._batcher.add(pending, tokens))
+        ready.extend(self._batcher.due())
+        for batch in ready:
+            self._process(batch)
+
+    def _decode(self, message: Message) -> Pending:
+        self.stats.records_in += 1
+        decoded = decode_event(message.key(), message.value(), max_bytes=self._settings.max_event_bytes)
+        if isinstance(decoded, DecodeFailure):
+            log.warning("%s dead letter: %s: %s", where(message), decoded.reason, decoded.detail)
+            return Pending(message, decoded)
+        _, timestamp_ms = message.timestamp()
+        event_time = timestamp_ms / 1000 if timestamp_ms and timestamp_ms > 0 else time.time()
+        return Pending(message, self._pipeline.prepare(decoded, event_time))
+
+    def _process(self, batch: list[Pending]) -> None:
+        attempt = 0
+        while True:
+            try:
+                self._process_once(batch)
+                if attempt:
+                    self._consumer.resume(self._consumer.assignment())
+                return
+            except RETRYABLE as exc:
+                attempt += 1
+                self.stats.retries += 1
+                delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2**attempt) * random.uniform(0.5, 1.0)
+                log.warning("batch of %d failed (attempt %d), retrying in %.1fs: %s", len(batch), attempt, delay, exc)
+                self._consumer.pause(self._consumer.assignment())
+                self._wait(delay)
+                if self._stopping and attempt >= 3:
+                    raise SimstreamError(f"giving up on shutdown after {attempt} attempts: {exc}") from exc
+
+    def _wait(self, seconds: float) -> None:
+        # Keep serving the consumer (rebalances, liveness) while partitions are paused: never spin.
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self._consumer.poll(min(left, 0.5))
+
+    def _process_once(self, batch: list[Pending]) -> None:
+        inbound: list[Inbound] = []
+        for pending in batch:
+            if isinstance(pending.outcome, DecodeFailure):
+                self._sink.dead_letter(pending.message, pending.outcome)
+            else:
+                inbound.append(pending.outcome)
+        started = time.perf_counter()
+        result = self._pipeline.process(inbound) if inbound else None
+        if result is not None:
+            self._sink.emit_lists(result.lists)
+            self._sink.emit_tombstones(result.tombstones)
+        self._sink.flush()
+        if result is not None:
+            self._pipeline.commit(result)
+        self._commit(batch)
+        self._account(batch, result, time.perf_counter() - started)
+
+    def _commit(self, batch: list[Pending]) -> None:
+        next_offsets: dict[tuple[str, int], int] = {}
+        for pending in batch:
+            message = pending.message
+            key = (message.topic() or "", message.partition() or 0)
+            next_offsets[key] = max(next_offsets.get(key, 0), (message.offset() or 0) + 1)
+        offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in next_offsets.items()]
+        self._consumer.commit(offsets=offsets, asynchronous=False)
+
+    def _account(self, batch: list[Pending], result: BatchResult | None, seconds: float) -> None:
+        stats = self.stats
+        stats.batches += 1
+        stats.dead_letters += sum(isinstance(p.outcome, DecodeFailure) for p in batch)
+        if result is None:
+            return
+        now = time.time()
+        with stats.lock:
+            stats.stale += result.stale
+            stats.encoded += result.encoded
+            stats.metadata_only += result.metadata_only
+            stats.deleted += result.deleted
+            stats.lists_emitted += len(result.lists)
+            for record in result.lists:
+                stats.emitted_ids.add(record.product_id)
+            stats.freshness_s.extend(now - t for t in result.event_times.values())
+        log.info(
+            "batch: %d records, %d lists, %d encoded, %d metadata-only, %d deleted, %d stale in %.2fs",
+            len(batch),
+            len(result.lists),
+            result.encoded,
+            result.metadata_only,
+            result.deleted,
+            result.stale,
+            seconds,
+        )
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Abandon what was consumed from revoked partitions but not processed: nothing of it was
+        # committed, so the partitions' next owner gets it again from the committed offset.
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        pending_all = [p for batch in [*self._ready, *self._batcher.flush()] for p in batch]
+        self._ready = []
+        kept = [p for p in pending_all if (p.message.topic(), p.message.partition()) not in revoked]
+        for pending in kept:
+            tokens = pending.outcome.tokens if isinstance(pending.outcome, Inbound) else 0
+            self._ready.extend(self._batcher.add(pending, tokens))
+        if partitions:
+            log.info("revoked %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
+
+
+def build_worker(settings: Settings, *, stats: WorkerStats | None = None, encoder: Encoder | None = None) -> Worker:
+    """Load the model, check the index, create missing topics: every fatal error surfaces here."""
+    from simstream.core.encoder import TransformerEncoder
+    from simstream.core.list_store import ListStore
+    from simstream.core.redis_client import make_redis_client
+    from simstream.core.similarity import SimilarityPolicy
+    from simstream.core.vector_store import RedisVectorStore
+    from simstream.producers.topics import ensure_topics
+
+    encoder = encoder or TransformerEncoder.from_settings(settings)
+    client = make_redis_client(settings)
+    store = RedisVectorStore.from_settings(settings, client)
+    store.ensure_index(encoder.dim, encoder.model_id)
+    lists = ListStore.from_settings(settings, client)
+    refresh = RefreshPolicy(
+        enabled=settings.refresh_enabled, fanout=settings.refresh_fanout, epsilon=settings.list_score_epsilon
+    )
+    pipeline = Pipeline(
+        encoder,
+        store,
+        lists,
+        SimilarityPolicy.from_settings(settings),
+        text_template=settings.text_template,
+        refresh=refresh,
+    )
+    ensure_topics(settings)
+    return Worker(settings, pipeline, KafkaSink(settings), stats=stats)
+
+
+def run_worker(settings: Settings) -> int:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log.info("settings: %s", settings.masked())
+    try:
+        worker = build_worker(settings)
+    except SimstreamError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    worker.install_signal_handlers()
+    worker.run()
+    log.info("stopped after %d records, %d lists emitted", worker.stats.records_in, worker.stats.lists_emitted)
+    return 0

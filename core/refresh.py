@@ -1,0 +1,75 @@
+"""Which similar-item lists a batch of changes can alter (design.md §4).
+
+When product P changes or is deleted, besides P's own list: the lists that held P (``rev:{P}``) may
+lose it or reorder, and the lists of products near P may now admit it. The second set is found with
+one KNN from P, bounded by ``fanout``: a product Q is affected when P would rank inside Q's current
+list (Q's list is shorter than K, or P scores above Q's K-th item).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Protocol
+
+from simstream.core.list_store import StoredList
+from simstream.core.similarity import SimilarityPolicy
+from simstream.core.vector_store import KnnFilter, Neighbor, Vector
+
+
+class RefreshStore(Protocol):
+    def embeddings(self, ids: Sequence[str]) -> dict[str, Vector]: ...
+    def metadata(self, ids: Sequence[str]) -> dict[str, dict[str, str]]: ...
+    def knn_many(
+        self,
+        queries: Sequence[tuple[str, Vector]],
+        k: int,
+        *,
+        flt: KnnFilter | None = None,
+        filters: Mapping[str, KnnFilter] | None = None,
+    ) -> dict[str, list[Neighbor]]: ...
+
+
+class RefreshLists(Protocol):
+    def read_lists(self, ids: Sequence[str]) -> dict[str, StoredList]: ...
+    def rev_many(self, ids: Sequence[str]) -> dict[str, set[str]]: ...
+
+
+def admits(stored: StoredList | None, score: float, policy: SimilarityPolicy) -> bool:
+    """Would a neighbour with ``score`` belong in this current list?"""
+    if policy.min_score is not None and score < policy.min_score:
+        return False
+    if stored is None or len(stored.items) < policy.top_k:
+        return True
+    return score >= stored.items[-1].score
+
+
+def affected_products(
+    store: RefreshStore,
+    lists: RefreshLists,
+    changed: Collection[str],
+    deleted: Collection[str],
+    policy: SimilarityPolicy,
+    *,
+    fanout: int,
+) -> set[str]:
+    """Every product whose list must be recomputed after ``changed`` and ``deleted`` took effect."""
+    affected = set(changed)
+    for holders in lists.rev_many([*changed, *deleted]).values():
+        affected |= holders
+    if changed and fanout > 0:
+        vectors = store.embeddings(list(changed))
+        present = [pid for pid in changed if pid in vectors]
+        filters: dict[str, KnnFilter] | None = None
+        if policy.same_category_only:
+            metadata = store.metadata(present)
+            filters = {pid: KnnFilter(category=metadata.get(pid, {}).get("category")) for pid in present}
+        near = store.knn_many([(pid, vectors[pid]) for pid in present], fanout, filters=filters)
+        candidates = {n.product_id for found in near.values() for n in found} - affected
+        current = lists.read_lists(sorted(candidates))
+        for found in near.values():
+            for neighbour in found:
+                if neighbour.product_id in candidates and admits(
+                    current.get(neighbour.product_id), neighbour.score, policy
+                ):
+                    affected.add(neighbour.product_id)
+    return affected - set(deleted)

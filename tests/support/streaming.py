@@ -1,0 +1,144 @@
+"""Run the real worker against the real stack, publish events, wait with bounded polling."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from simstream.consumers.stats import WorkerStats
+from simstream.consumers.worker import Worker, build_worker
+from simstream.core.encoder import Encoder
+from simstream.producers.topics import DLQ_TOPIC_CONFIG
+from simstream.schemas.codec import encode_event
+from simstream.schemas.events import ProductEvent
+from simstream.schemas.settings import Settings, kafka_client_config
+
+
+def stream_settings(kafka_bootstrap: str, redis_url: str, name: str, **overrides: Any) -> Settings:
+    """Settings of one test's private world: its topics, group, index and key prefix."""
+    values: dict[str, Any] = {
+        "kafka_bootstrap": kafka_bootstrap,
+        "redis_url": redis_url,
+        "input_topic": f"{name}.products",
+        "output_topic": f"{name}.similar-items",
+        "dlq_topic": f"{name}.products.dlq",
+        "group_id": f"{name}.worker",
+        "redis_prefix": f"{name}:",
+        "index_name": f"{name}-idx-v1",
+        "index_alias": f"{name}-idx",
+        "batch_max_wait_ms": 100,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def create_stream_topics(settings: Settings, partitions: int = 3) -> None:
+    admin = AdminClient(kafka_client_config(settings))
+    topics = [
+        # Room for the >1 MB garbage record of the dead-letter test: it must reach the worker.
+        NewTopic(
+            settings.input_topic,
+            num_partitions=partitions,
+            replication_factor=1,
+            config={"max.message.bytes": "2097152"},
+        ),
+        NewTopic(
+            settings.output_topic,
+            num_partitions=partitions,
+            replication_factor=1,
+            config={"cleanup.policy": "compact"},
+        ),
+        NewTopic(settings.dlq_topic, num_partitions=1, replication_factor=1, config=DLQ_TOPIC_CONFIG),
+    ]
+    for future in admin.create_topics(topics, operation_timeout=30).values():
+        future.result(30)
+    wait_for(lambda: all(t.topic in admin.list_topics(timeout=10).topics for t in topics), 30, "topics to exist")
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def event(
+    product_id: str,
+    version: int,
+    product: dict[str, Any] | None = None,
+    *,
+    kind: str | None = None,
+) -> ProductEvent:
+    return ProductEvent.model_validate(
+        {
+            "schema": "product.v1",
+            "type": kind or ("product.deleted" if product is None else "product.updated"),
+            "event_id": str(uuid.uuid4()),
+            "product_id": product_id,
+            "version": version,
+            "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "product": product,
+        }
+    )
+
+
+def publish(settings: Settings, events: Iterable[ProductEvent]) -> int:
+    return publish_raw(settings, ((e.product_id.encode(), encode_event(e)) for e in events))
+
+
+def publish_raw(settings: Settings, records: Iterable[tuple[bytes | None, bytes | None]]) -> int:
+    producer = Producer(
+        {**kafka_client_config(settings), "enable.idempotence": True, "linger.ms": 5, "message.max.bytes": 2097152}
+    )
+    count = 0
+    for key, value in records:
+        producer.produce(settings.input_topic, key=key, value=value)
+        producer.poll(0)
+        count += 1
+    assert producer.flush(60) == 0, "records left undelivered"
+    return count
+
+
+class RunningWorker:
+    """The real worker (real model, Kafka and Redis) in a thread of the test process."""
+
+    def __init__(self, settings: Settings, encoder: Encoder | None = None) -> None:
+        self.stats = WorkerStats()
+        self.worker: Worker = build_worker(settings, stats=self.stats, encoder=encoder)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.worker.run(stop_when=self._stop.is_set)
+        except BaseException as exc:  # surfaced in stop(): a crashed worker fails the test
+            self._error = exc
+
+    def __enter__(self) -> RunningWorker:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
+        assert not self._thread.is_alive(), "worker did not stop within 60 s"
+        if self._error is not None:
+            raise AssertionError(f"worker crashed: {self._error!r}") from self._error
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
