@@ -11,13 +11,17 @@ from __future__ import annotations
 import logging
 import random
 import signal
+import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from types import FrameType
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from simstream.consumers.http import start_server
+from simstream.consumers.metrics import BatchObservation, LagSampler, WorkerMetrics
 from simstream.consumers.stats import WorkerStats
 from simstream.core.batcher import BatchLimits, MicroBatcher
 from simstream.core.encoder import Encoder
@@ -68,6 +72,7 @@ class Worker:
         *,
         consumer: Consumer | None = None,
         stats: WorkerStats | None = None,
+        metrics: WorkerMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
@@ -75,6 +80,8 @@ class Worker:
         self._sink = sink
         self._consumer = consumer or Consumer(consumer_config(settings))
         self.stats = stats or WorkerStats()
+        self.metrics = metrics or WorkerMetrics()
+        self._lag = LagSampler(self.metrics, settings.metrics_lag_interval_s)
         self._batcher: MicroBatcher[Pending] = MicroBatcher(BatchLimits.from_settings(settings), clock)
         self._stopping = False
         self._ready: list[list[Pending]] = []  # full batches waiting to be processed by the main loop
@@ -104,6 +111,7 @@ class Worker:
         wait = self._batcher.time_until_due()
         timeout = 0.5 if wait is None else max(0.0, min(wait, 0.5))
         messages = self._consumer.consume(num_messages=self._settings.poll_max_records, timeout=timeout)
+        self._lag.maybe_sample(self._consumer)
         ready, self._ready = self._ready, []
         for message in messages:
             error = message.error()
@@ -122,6 +130,7 @@ class Worker:
 
     def _decode(self, message: Message) -> Pending:
         self.stats.records_in += 1
+        self.metrics.count_record_in()
         decoded = decode_event(message.key(), message.value(), max_bytes=self._settings.max_event_bytes)
         if isinstance(decoded, DecodeFailure):
             log.warning("%s dead letter: %s: %s", where(message), decoded.reason, decoded.detail)
@@ -141,6 +150,7 @@ class Worker:
             except RETRYABLE as exc:
                 attempt += 1
                 self.stats.retries += 1
+                self.metrics.count_retry()
                 delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2**attempt) * random.uniform(0.5, 1.0)
                 log.warning("batch of %d failed (attempt %d), retrying in %.1fs: %s", len(batch), attempt, delay, exc)
                 self._consumer.pause(self._consumer.assignment())
@@ -163,14 +173,20 @@ class Worker:
                 inbound.append(pending.outcome)
         started = time.perf_counter()
         result = self._pipeline.process(inbound) if inbound else None
+        processed = time.perf_counter()
         if result is not None:
             self._sink.emit_lists(result.lists)
             self._sink.emit_tombstones(result.tombstones)
         self._sink.flush()
+        delivered_at, flushed = time.time(), time.perf_counter()
         if result is not None:
             self._pipeline.commit(result)
+        # Redis time: the pipeline outside the encoder, plus making the delivered lists current.
+        encode_seconds = result.encode_seconds if result is not None else 0.0
+        redis_seconds = processed - started - encode_seconds + time.perf_counter() - flushed
         self._commit(batch)
         self._account(batch, result, time.perf_counter() - started)
+        self._observe(batch, result, redis_seconds, delivered_at)
 
     def _commit(self, batch: list[Pending]) -> None:
         next_offsets: dict[tuple[str, int], int] = {}
@@ -193,6 +209,7 @@ class Worker:
             stats.encoded += result.encoded
             stats.metadata_only += result.metadata_only
             stats.deleted += result.deleted
+            stats.encode_s += result.encode_seconds
             stats.lists_emitted += len(result.lists)
             for record in result.lists:
                 stats.emitted_ids.add(record.product_id)
@@ -208,6 +225,18 @@ class Worker:
             seconds,
         )
 
+    def _observe(self, batch: list[Pending], result: BatchResult | None, redis_s: float, delivered_at: float) -> None:
+        self.metrics.observe_batch(
+            BatchObservation(
+                records=len(batch),
+                tokens=sum(p.outcome.tokens for p in batch if isinstance(p.outcome, Inbound)),
+                dead_letter_reasons=[p.outcome.reason for p in batch if isinstance(p.outcome, DecodeFailure)],
+                result=result,
+                redis_seconds=redis_s,
+                delivered_at=delivered_at,
+            )
+        )
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Abandon what was consumed from revoked partitions but not processed: nothing of it was
         # committed, so the partitions' next owner gets it again from the committed offset.
@@ -218,11 +247,18 @@ class Worker:
         for pending in kept:
             tokens = pending.outcome.tokens if isinstance(pending.outcome, Inbound) else 0
             self._ready.extend(self._batcher.add(pending, tokens))
+        self.metrics.forget_partitions(tp.partition for tp in partitions)
         if partitions:
             log.info("revoked %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
 
 
-def build_worker(settings: Settings, *, stats: WorkerStats | None = None, encoder: Encoder | None = None) -> Worker:
+def build_worker(
+    settings: Settings,
+    *,
+    stats: WorkerStats | None = None,
+    encoder: Encoder | None = None,
+    metrics: WorkerMetrics | None = None,
+) -> Worker:
     """Load the model, check the index, create missing topics: every fatal error surfaces here."""
     from simstream.core.encoder import TransformerEncoder
     from simstream.core.list_store import ListStore
@@ -248,18 +284,25 @@ def build_worker(settings: Settings, *, stats: WorkerStats | None = None, encode
         refresh=refresh,
     )
     ensure_topics(settings)
-    return Worker(settings, pipeline, KafkaSink(settings), stats=stats)
+    return Worker(settings, pipeline, KafkaSink(settings), stats=stats, metrics=metrics)
 
 
 def run_worker(settings: Settings) -> int:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     log.info("settings: %s", settings.masked())
-    try:
-        worker = build_worker(settings)
-    except SimstreamError as exc:
-        log.error("cannot start: %s", exc)
-        return 2
-    worker.install_signal_handlers()
-    worker.run()
+    metrics = WorkerMetrics()
+    model_loaded = threading.Event()  # /healthz is up (and not ready) while the model loads
+    with ExitStack() as cleanup:
+        try:
+            server = start_server(settings, metrics, model_loaded.is_set)
+            if server is not None:
+                cleanup.callback(server.close)
+            worker = build_worker(settings, metrics=metrics)
+        except SimstreamError as exc:
+            log.error("cannot start: %s", exc)
+            return 2
+        model_loaded.set()
+        worker.install_signal_handlers()
+        worker.run()
     log.info("stopped after %d records, %d lists emitted", worker.stats.records_in, worker.stats.lists_emitted)
     return 0

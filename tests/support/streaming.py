@@ -13,6 +13,8 @@ from typing import Any
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from simstream.consumers.http import start_server
+from simstream.consumers.metrics import WorkerMetrics
 from simstream.consumers.stats import WorkerStats
 from simstream.consumers.worker import Worker, build_worker
 from simstream.core.encoder import Encoder
@@ -113,7 +115,10 @@ class RunningWorker:
 
     def __init__(self, settings: Settings, encoder: Encoder | None = None) -> None:
         self.stats = WorkerStats()
-        self.worker: Worker = build_worker(settings, stats=self.stats, encoder=encoder)
+        self.metrics = WorkerMetrics()
+        self.worker: Worker = build_worker(settings, stats=self.stats, encoder=encoder, metrics=self.metrics)
+        # As in run_worker: /metrics and /healthz when settings.metrics_port is set (0: any free port).
+        self.server = start_server(settings, self.metrics, model_loaded=lambda: True)
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -136,9 +141,28 @@ class RunningWorker:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(60)
+        if self.server is not None:
+            self.server.close()
         assert not self._thread.is_alive(), "worker did not stop within 60 s"
         if self._error is not None:
             raise AssertionError(f"worker crashed: {self._error!r}") from self._error
 
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+
+def group_lag(settings: Settings) -> int:
+    """Records of the input topic not yet committed by the worker's group (its work still to do)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    probe = Consumer({**kafka_client_config(settings), "group.id": settings.group_id, "enable.auto.commit": False})
+    try:
+        metadata = probe.list_topics(settings.input_topic, timeout=10).topics[settings.input_topic]
+        partitions = [TopicPartition(settings.input_topic, p) for p in metadata.partitions]
+        lag = 0
+        for committed in probe.committed(partitions, timeout=10):
+            _, high = probe.get_watermark_offsets(committed, timeout=10)
+            lag += high - max(committed.offset, 0)
+        return lag
+    finally:
+        probe.close()
