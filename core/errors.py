@@ -23,6 +23,10 @@ class StoreError(SimstreamError):
     """Redis answered with an error that retrying will not fix (bad command, wrong type, script error)."""
 
 
+class StoreAuthError(StoreError):
+    """Redis refused the credentials (or the ACL user lacks a permission): fatal, retrying cannot help."""
+
+
 class IndexMismatchError(StoreError):
     """The existing vector index was built for another embedding dimension or another model."""
 

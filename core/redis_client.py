@@ -14,7 +14,7 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
-from simstream.core.errors import StoreError, StoreUnavailableError
+from simstream.core.errors import StoreAuthError, StoreError, StoreUnavailableError
 from simstream.schemas.settings import Settings
 
 # BusyLoadingError (server replaying its AOF/RDB) subclasses ConnectionError in redis-py; named for clarity.
@@ -24,22 +24,66 @@ TRANSIENT_REDIS_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.BusyLoadingError,
     redis.exceptions.TryAgainError,
 )
+# AuthenticationError subclasses ConnectionError too, but a wrong password stays wrong: never retried.
+AUTH_REDIS_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.AuthenticationError,
+    redis.exceptions.AuthenticationWrongNumberOfArgsError,
+)
+CREDENTIALS_HINT = "check SIMSTREAM_REDIS_USERNAME / SIMSTREAM_REDIS_PASSWORD (or the user-info of SIMSTREAM_REDIS_URL)"
 
 
 def make_redis_client(settings: Settings) -> redis.Redis:
-    """A client for ``settings.redis_url``; username and password from settings win over the URL's."""
-    extra: dict[str, str] = {}
+    """A client for ``settings.redis_url``; username and password from settings win over the URL's.
+
+    Lazy, as redis-py is: wrong credentials surface at the first command (``check_access`` forces one).
+    """
+    url = settings.redis_url
+    tls: dict[str, Any] = {}
+    if settings.redis_tls_enabled:
+        url = tls_url(url)
+        tls = tls_options(settings)
+    client: redis.Redis = redis.Redis.from_url(url, decode_responses=False, health_check_interval=30, **tls)
+    # from_url lets the URL's user-info override keyword arguments; set them on the pool instead, which
+    # every connection is built from (none exists yet).
+    credentials: dict[str, str] = {}
     if settings.redis_username is not None:
-        extra["username"] = settings.redis_username
+        credentials["username"] = settings.redis_username
     if settings.redis_password is not None:
-        extra["password"] = settings.redis_password.get_secret_value()
-    client: redis.Redis = redis.Redis.from_url(
-        settings.redis_url, decode_responses=False, health_check_interval=30, **extra
-    )
+        credentials["password"] = settings.redis_password.get_secret_value()
+    client.connection_pool.connection_kwargs.update(credentials)
     return client
 
 
+def tls_url(url: str) -> str:
+    """redis-py picks its TLS connection class from the scheme only: redis:// becomes rediss://."""
+    return "rediss://" + url.removeprefix("redis://") if url.startswith("redis://") else url
+
+
+def tls_options(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {"ssl_cert_reqs": "required", "ssl_check_hostname": settings.redis_tls_check_hostname}
+    if settings.redis_tls_ca is not None:
+        options["ssl_ca_certs"] = settings.redis_tls_ca
+    if settings.redis_tls_cert is not None:
+        options["ssl_certfile"] = settings.redis_tls_cert
+    if settings.redis_tls_key is not None:
+        options["ssl_keyfile"] = settings.redis_tls_key
+    return options
+
+
+def check_access(client: redis.Redis) -> None:
+    """One PING, so wrong credentials fail at start with a message naming the user (never the password)."""
+    user = client.connection_pool.connection_kwargs.get("username") or "default"
+    try:
+        client.ping()
+    except AUTH_REDIS_ERRORS as exc:
+        raise StoreAuthError(f"Redis rejected the credentials for user {user!r} ({exc}); {CREDENTIALS_HINT}") from exc
+    except redis.exceptions.RedisError as exc:
+        raise store_error(exc, "ping") from exc
+
+
 def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, AUTH_REDIS_ERRORS):
+        return False
     if isinstance(exc, TRANSIENT_REDIS_ERRORS):
         return True
     # A replica or a restarting server may answer LOADING/BUSY as a plain ResponseError.
@@ -48,13 +92,22 @@ def is_transient(exc: BaseException) -> bool:
 
 @contextmanager
 def redis_errors(action: str) -> Iterator[None]:
-    """Re-raise redis-py errors as StoreUnavailableError (retryable) or StoreError, with the cause kept."""
+    """Re-raise redis-py errors as simstream's (``store_error``), with the cause kept."""
     try:
         yield
     except redis.exceptions.RedisError as exc:
-        if is_transient(exc):
-            raise StoreUnavailableError(f"Redis unavailable while trying to {action}: {exc}") from exc
-        raise StoreError(f"Redis error while trying to {action}: {exc}") from exc
+        raise store_error(exc, action) from exc
+
+
+def store_error(exc: redis.exceptions.RedisError, action: str) -> StoreError | StoreUnavailableError:
+    """StoreUnavailableError when retrying may help; StoreAuthError for refused credentials; else StoreError."""
+    if isinstance(exc, AUTH_REDIS_ERRORS):
+        return StoreAuthError(f"Redis rejected the credentials while trying to {action} ({exc}); {CREDENTIALS_HINT}")
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return StoreAuthError(f"the Redis user lacks an ACL permission needed to {action}: {exc}")
+    if is_transient(exc):
+        return StoreUnavailableError(f"Redis unavailable while trying to {action}: {exc}")
+    return StoreError(f"Redis error while trying to {action}: {exc}")
 
 
 def command(client: redis.Redis | Pipeline, *args: Any) -> Any:

@@ -13,8 +13,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from simstream.devstack.commands import run_quiet, run_visible
 from simstream.devstack.errors import DevStackError
@@ -37,17 +40,43 @@ JVM_FLAGS = (
 )
 
 
-def render_server_properties(*, port: int, controller_port: int, data_dir: Path) -> str:
+@dataclass(frozen=True, slots=True)
+class SaslListener:
+    """An extra SASL_PLAINTEXT listener with one PLAIN user (settings dev_kafka_sasl_*)."""
+
+    port: int
+    username: str
+    password: SecretStr
+
+
+def render_server_properties(
+    *, port: int, controller_port: int, data_dir: Path, sasl: SaslListener | None = None
+) -> str:
     """Single-node combined broker+controller. Replication 1 everywhere: one node cannot hold 3 replicas."""
     plain = f"PLAINTEXT://{LOOPBACK}:{port}"
     controller = f"CONTROLLER://{LOOPBACK}:{controller_port}"
+    listeners = [plain, controller]
+    protocol_map = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+    sasl_entries: dict[str, str] = {}
+    if sasl is not None:
+        listeners.append(f"SASL_PLAINTEXT://{LOOPBACK}:{sasl.port}")
+        protocol_map.append("SASL_PLAINTEXT:SASL_PLAINTEXT")
+        # PLAIN's static JAAS user list; the broker and controller keep talking PLAINTEXT among themselves.
+        secret = sasl.password.get_secret_value()
+        sasl_entries = {
+            "sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": (
+                f'org.apache.kafka.common.security.plain.PlainLoginModule required user_{sasl.username}="{secret}";'
+            ),
+        }
     entries = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.bootstrap.servers": f"{LOOPBACK}:{controller_port}",
-        "listeners": f"{plain},{controller}",
-        "advertised.listeners": f"{plain},{controller}",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listeners": ",".join(listeners),
+        "advertised.listeners": ",".join(listeners),
+        "listener.security.protocol.map": ",".join(protocol_map),
+        **sasl_entries,
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "log.dirs": str(data_dir),
@@ -130,13 +159,17 @@ def libs_of(cmdline: list[str]) -> Path | None:
     return None
 
 
-def write_config(layout: StackLayout, *, port: int, controller_port: int) -> Path:
+def write_config(layout: StackLayout, *, port: int, controller_port: int, sasl: SaslListener | None = None) -> Path:
     """server.properties and the log4j2 config, copied out of the package so they are plain files."""
     layout.kafka_config.parent.mkdir(parents=True, exist_ok=True)
-    layout.kafka_config.write_text(
-        render_server_properties(port=port, controller_port=controller_port, data_dir=layout.kafka_data_dir),
-        encoding="utf-8",
+    text = render_server_properties(
+        port=port, controller_port=controller_port, data_dir=layout.kafka_data_dir, sasl=sasl
     )
+    # Owner-only: with a SASL listener the file holds the dev user's password (PLAIN needs it in clear).
+    descriptor = os.open(layout.kafka_config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # also when the file existed with wider permissions
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
     log4j = layout.kafka_config.parent / "log4j2.properties"
     log4j.write_bytes(resources.files("simstream.devstack").joinpath("log4j2.properties").read_bytes())
     return log4j

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
+import os
 import stat
 import sys
 import time
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from pydantic import SecretStr
 
 from simstream.devstack.commands import run_visible
 from simstream.devstack.errors import DevStackError
@@ -28,6 +31,14 @@ class RedisBinaries:
     server: Path
     search_module: Path
     json_module: Path
+
+
+@dataclass(frozen=True, slots=True)
+class AclUser:
+    """The ACL user the local Redis is started with (settings dev_redis_acl_user / _password)."""
+
+    name: str
+    password: SecretStr
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +89,35 @@ def ensure_binaries(progress: Callable[[str], None]) -> RedisBinaries:
     return found
 
 
-def server_command(binaries: RedisBinaries, layout: StackLayout, *, port: int, aof: bool, workers: int) -> list[str]:
+def write_acl_file(layout: StackLayout, user: AclUser) -> Path:
+    """An ACL file with the user (all keys, channels and commands) and the passwordless default user off.
+
+    A file rather than ``--user`` arguments: argv is world-readable (ps), and the file holds only the
+    password's SHA-256, so the plain password is never written anywhere.
+    """
+    digest = hashlib.sha256(user.password.get_secret_value().encode()).hexdigest()
+    path = layout.redis_data_dir / "users.acl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # also when the file existed with wider permissions
+    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+        handle.write(f"user default off\nuser {user.name} on #{digest} ~* &* +@all\n")
+    return path
+
+
+def server_command(
+    binaries: RedisBinaries,
+    layout: StackLayout,
+    *,
+    port: int,
+    aof: bool,
+    workers: int,
+    acl_file: Path | None = None,
+) -> list[str]:
     search = ["--loadmodule", str(binaries.search_module)]
     if workers > 0:
         search += ["WORKERS", str(workers)]  # module arguments follow the .so path
+    acl = ["--aclfile", str(acl_file)] if acl_file is not None else []
     return [
         str(binaries.server),
         "--bind",
@@ -99,6 +135,7 @@ def server_command(binaries: RedisBinaries, layout: StackLayout, *, port: int, a
         "yes" if aof else "no",
         "--daemonize",
         "no",
+        *acl,
     ]
 
 
@@ -106,9 +143,9 @@ def url(port: int) -> str:
     return f"redis://{LOOPBACK}:{port}/0"
 
 
-def wait_ready(port: int, *, deadline: float, still_running: Callable[[], bool]) -> None:
+def wait_ready(port: int, *, deadline: float, still_running: Callable[[], bool], user: AclUser | None = None) -> None:
     """Ready means RediSearch answers FT._LIST (a BUSY reply while the AOF loads counts as not yet)."""
-    client = redis.Redis(host=LOOPBACK, port=port, socket_timeout=2.0, socket_connect_timeout=0.5)
+    client = _client(port, user, socket_timeout=2.0, socket_connect_timeout=0.5)
     try:
         while True:
             try:
@@ -124,9 +161,9 @@ def wait_ready(port: int, *, deadline: float, still_running: Callable[[], bool])
         client.close()
 
 
-def query_versions(port: int) -> RedisVersions | None:
+def query_versions(port: int, user: AclUser | None = None) -> RedisVersions | None:
     """Server and module versions of a running Redis, or None when it does not answer."""
-    client = redis.Redis(host=LOOPBACK, port=port, socket_timeout=2.0, socket_connect_timeout=1.0)
+    client = _client(port, user, socket_timeout=2.0, socket_connect_timeout=1.0)
     try:
         info = client.info("server")
         modules = client.execute_command("MODULE LIST")  # type: ignore[no-untyped-call]
@@ -135,6 +172,17 @@ def query_versions(port: int) -> RedisVersions | None:
     finally:
         client.close()
     return RedisVersions(server=str(info.get("redis_version", "?")), modules=_module_versions(modules))
+
+
+def _client(port: int, user: AclUser | None, *, socket_timeout: float, socket_connect_timeout: float) -> redis.Redis:
+    return redis.Redis(
+        host=LOOPBACK,
+        port=port,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_connect_timeout,
+        username=user.name if user is not None else None,
+        password=user.password.get_secret_value() if user is not None else None,
+    )
 
 
 def _module_versions(reply: object) -> dict[str, str]:

@@ -165,19 +165,28 @@ def _prepare_kafka(settings: Settings, layout: StackLayout, progress: Progress) 
     libs = kafka.ensure_jars(
         cache_dir=layout.kafka_cache_dir, kafka_version=settings.dev_kafka_version, progress=progress
     )
-    log4j = kafka.write_config(layout, port=settings.dev_kafka_port, controller_port=settings.dev_kafka_controller_port)
+    sasl = _kafka_sasl_listener(settings)
+    if sasl is not None:
+        progress(f"kafka: SASL_PLAINTEXT (PLAIN) listener for user {sasl.username!r} on {LOOPBACK}:{sasl.port}")
+    log4j = kafka.write_config(
+        layout, port=settings.dev_kafka_port, controller_port=settings.dev_kafka_controller_port, sasl=sasl
+    )
     kafka.format_storage_once(layout, libs)
     return kafka.broker_command(layout, libs, log4j)
 
 
 def _prepare_redis(settings: Settings, layout: StackLayout, progress: Progress) -> list[str]:
     binaries = redis_server.ensure_binaries(progress)
+    user = _acl_user(settings)
+    if user is not None:
+        progress(f"redis: ACL user {user.name!r} on, the passwordless default user off")
     return redis_server.server_command(
         binaries,
         layout,
         port=settings.dev_redis_port,
         aof=settings.dev_redis_aof,
         workers=settings.dev_redis_search_workers,
+        acl_file=redis_server.write_acl_file(layout, user) if user is not None else None,
     )
 
 
@@ -185,7 +194,9 @@ def _wait_ready(name: ServiceName, settings: Settings, *, deadline: float, still
     if name == "kafka":
         kafka.wait_ready(_endpoint(name, settings), deadline=deadline, still_running=still_running)
     else:
-        redis_server.wait_ready(settings.dev_redis_port, deadline=deadline, still_running=still_running)
+        redis_server.wait_ready(
+            settings.dev_redis_port, deadline=deadline, still_running=still_running, user=_acl_user(settings)
+        )
 
 
 # --- stopping and status --------------------------------------------------------------------------
@@ -218,7 +229,7 @@ def _status_one(name: ServiceName, settings: Settings, layout: StackLayout) -> S
         answering = kafka.answers_metadata(endpoint, timeout_s=2.0)
         detail = f"{'answering' if answering else 'NOT answering'} metadata requests; {log}"
         return ServiceStatus(name=name, running=True, pid=pid, endpoint=endpoint, version=version, detail=detail)
-    versions = redis_server.query_versions(settings.dev_redis_port)
+    versions = redis_server.query_versions(settings.dev_redis_port, _acl_user(settings))
     if versions is None:
         return ServiceStatus(
             name=name, running=True, pid=pid, endpoint=endpoint, version=None, detail=f"NOT answering; {log}"
@@ -255,12 +266,32 @@ def _endpoint(name: ServiceName, settings: Settings) -> str:
     return redis_server.url(settings.dev_redis_port)
 
 
+def _acl_user(settings: Settings) -> redis_server.AclUser | None:
+    if settings.dev_redis_acl_user is None or settings.dev_redis_acl_password is None:
+        return None
+    return redis_server.AclUser(name=settings.dev_redis_acl_user, password=settings.dev_redis_acl_password)
+
+
+def _kafka_sasl_listener(settings: Settings) -> kafka.SaslListener | None:
+    port, username, password = (
+        settings.dev_kafka_sasl_port,
+        settings.dev_kafka_sasl_username,
+        settings.dev_kafka_sasl_password,
+    )
+    if port is None or username is None or password is None:
+        return None
+    return kafka.SaslListener(port=port, username=username, password=password)
+
+
 def _ports(name: ServiceName, settings: Settings) -> dict[str, int]:
     if name == "kafka":
-        return {
+        ports = {
             "dev_kafka_port": settings.dev_kafka_port,
             "dev_kafka_controller_port": settings.dev_kafka_controller_port,
         }
+        if settings.dev_kafka_sasl_port is not None:
+            ports["dev_kafka_sasl_port"] = settings.dev_kafka_sasl_port
+        return ports
     return {"dev_redis_port": settings.dev_redis_port}
 
 

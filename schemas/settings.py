@@ -6,10 +6,11 @@ manifests and users' environments all spell them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -17,7 +18,8 @@ DEFAULT_TEXT_TEMPLATE = "{title}. {brand}. {category}. {attributes}. {descriptio
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SIMSTREAM_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a validation error would otherwise echo every input, secrets included.
+    model_config = SettingsConfigDict(env_prefix="SIMSTREAM_", frozen=True, extra="ignore", hide_input_in_errors=True)
 
     # --- Kafka -------------------------------------------------------------------------------
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -26,6 +28,12 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_ca_location: str | None = None
+    # Mutual TLS: the client's certificate and private key (PEM files), the key's passphrase if any.
+    kafka_ssl_certificate_location: str | None = None
+    kafka_ssl_key_location: str | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    # "https" checks the broker's host name against its certificate (librdkafka's default); "none" skips it.
+    kafka_ssl_endpoint_identification: Literal["https", "none"] | None = None
     # Extra librdkafka options passed through verbatim (JSON object in the env var).
     kafka_extra: dict[str, str] = Field(default_factory=dict)
     input_topic: str = "products"
@@ -40,6 +48,12 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_username: str | None = None
     redis_password: SecretStr | None = None
+    # TLS: on when this is true or the URL is rediss://. CA bundle, and the client cert/key for mutual TLS.
+    redis_tls: bool = False
+    redis_tls_ca: str | None = None
+    redis_tls_cert: str | None = None
+    redis_tls_key: str | None = None
+    redis_tls_check_hostname: bool = True
     redis_prefix: str = "simstream:"
     index_name: str = "simstream-idx-v1"
     index_alias: str = "simstream-idx"
@@ -70,7 +84,7 @@ class Settings(BaseSettings):
     min_score: float | None = None
     # Hybrid scoring (simstream.core.hybrid): the dense top-`rerank_candidates` re-ranked with lexical
     # evidence; both weights 0 means plain cosine. Chosen on Abt-Buy with `simstream eval`.
-    hybrid_code_weight: float = Field(default=0.5, ge=0)
+    hybrid_code_weight: float = Field(default=1.0, ge=0)
     hybrid_lexical_weight: float = Field(default=0.25, ge=0)
     rerank_candidates: int = Field(default=50, ge=1)
     # Reverse-neighbour refresh (design.md §4): recompute the lists a change can alter, not only its own.
@@ -79,7 +93,9 @@ class Settings(BaseSettings):
     list_score_epsilon: float = Field(default=1e-4, ge=0)
 
     # --- Observability -----------------------------------------------------------------------
-    metrics_port: int | None = None
+    metrics_port: int | None = None  # /metrics and /healthz; None: no server, 0: any free port
+    metrics_host: str = "0.0.0.0"  # all interfaces: the scraper lives in another pod or container
+    metrics_lag_interval_s: float = Field(default=5.0, gt=0)  # consumer-lag gauge refresh period
     log_level: str = "INFO"
 
     # --- Local stack (``simstream dev``) -----------------------------------------------------
@@ -95,29 +111,163 @@ class Settings(BaseSettings):
     # RediSearch WORKERS: 0 indexes vectors inside HSET (a KNN right after a write sees it).
     dev_redis_search_workers: int = Field(default=0, ge=0)
     dev_stop_timeout_s: float = Field(default=30.0, gt=0)
+    # An ACL user for the local Redis: when set, `dev up` creates it and turns the passwordless default
+    # user off (set redis_username/redis_password to the same values for clients).
+    dev_redis_acl_user: str | None = None
+    dev_redis_acl_password: SecretStr | None = None
+    # An extra SASL_PLAINTEXT listener (mechanism PLAIN) with one user on the local broker, beside PLAINTEXT.
+    dev_kafka_sasl_port: int | None = None
+    dev_kafka_sasl_username: str | None = None
+    dev_kafka_sasl_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Settings:
+        problems = [*_kafka_security_problems(self), *_redis_security_problems(self), *_dev_kafka_sasl_problems(self)]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def redis_tls_enabled(self) -> bool:
+        return self.redis_tls or self.redis_url.startswith("rediss://")
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        # repr/str show the masked view: SecretStr alone would leave the URL's and kafka_extra's secrets.
+        return list(self.masked().items())
 
     def masked(self) -> dict[str, Any]:
         """The effective settings with every secret masked, for logs and ``simstream config``."""
         shown: dict[str, Any] = {}
         for name, value in self.model_dump().items():
             if isinstance(value, SecretStr):
-                shown[name] = "**********"
+                shown[name] = MASK
             elif isinstance(value, Path):
                 shown[name] = str(value)
             else:
                 shown[name] = value
-        # Credentials can also hide in the Redis URL (redis://user:pass@host).
+        # Credentials can also hide in the Redis URL (redis://user:pass@host) and in pass-through options.
         shown["redis_url"] = mask_url_password(self.redis_url)
+        shown["kafka_extra"] = {
+            key: MASK if is_secret_option(key) else value for key, value in self.kafka_extra.items()
+        }
         return shown
 
 
+MASK = "**********"
+# librdkafka options whose values are secrets: sasl.password, ssl.key.password, ssl.keystore.password,
+# ssl.key.pem (the private key itself), sasl.oauthbearer.client.secret, sasl.oauthbearer.config, ...
+_SECRET_OPTION_PARTS = ("password", "secret", "token", "credential", "key.pem", "oauthbearer.config", "jaas")
+
+
+def is_secret_option(key: str) -> bool:
+    lowered = key.lower()
+    return any(part in lowered for part in _SECRET_OPTION_PARTS)
+
+
 def mask_url_password(url: str) -> str:
+    """The URL with the password of its user-info and of a ``password=`` query parameter masked."""
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
+    if not sep:
         return url
-    creds, _, host = rest.rpartition("@")
-    user, colon, _ = creds.partition(":")
-    return f"{scheme}://{user}{':**********' if colon else ''}@{host}"
+    rest, qmark, query = rest.partition("?")
+    if "@" in rest:
+        creds, _, host = rest.rpartition("@")
+        user, colon, _ = creds.partition(":")
+        rest = f"{user}{':' + MASK if colon else ''}@{host}"
+    if qmark:
+        params = [param.partition("=") for param in query.split("&")]
+        query = "&".join(f"{name}{eq}{MASK if is_secret_option(name) and eq else value}" for name, eq, value in params)
+    return f"{scheme}://{rest}{qmark}{query}"
+
+
+def _kafka_security_problems(settings: Settings) -> list[str]:
+    problems: list[str] = []
+    protocol = settings.kafka_security_protocol
+    mechanism = settings.kafka_sasl_mechanism
+    uses_sasl = protocol.startswith("SASL_")
+    extra_mechanism = any(key in settings.kafka_extra for key in ("sasl.mechanism", "sasl.mechanisms"))
+    if uses_sasl and mechanism is None and not extra_mechanism:
+        problems.append(
+            f"kafka_security_protocol={protocol} needs kafka_sasl_mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)"
+        )
+    if mechanism is not None:
+        missing = [
+            name
+            for name, value in (
+                ("kafka_sasl_username", settings.kafka_sasl_username),
+                ("kafka_sasl_password", settings.kafka_sasl_password),
+            )
+            if not value
+        ]
+        if missing:
+            problems.append(f"kafka_sasl_mechanism={mechanism} needs {' and '.join(missing)}")
+        if not uses_sasl:
+            problems.append(
+                f"kafka_sasl_mechanism={mechanism} has no effect with kafka_security_protocol={protocol}; "
+                "use SASL_PLAINTEXT or SASL_SSL"
+            )
+    elif (settings.kafka_sasl_username or settings.kafka_sasl_password) and not extra_mechanism:
+        problems.append("kafka_sasl_username/kafka_sasl_password are set but kafka_sasl_mechanism is not")
+    tls_files = {
+        "kafka_ssl_ca_location": settings.kafka_ssl_ca_location,
+        "kafka_ssl_certificate_location": settings.kafka_ssl_certificate_location,
+        "kafka_ssl_key_location": settings.kafka_ssl_key_location,
+        "kafka_ssl_key_password": settings.kafka_ssl_key_password,
+        "kafka_ssl_endpoint_identification": settings.kafka_ssl_endpoint_identification,
+    }
+    given = [name for name, value in tls_files.items() if value is not None]
+    if given and not protocol.endswith("SSL"):
+        problems.append(f"{', '.join(given)} need kafka_security_protocol SSL or SASL_SSL (it is {protocol})")
+    if (settings.kafka_ssl_certificate_location is None) != (settings.kafka_ssl_key_location is None):
+        problems.append("kafka_ssl_certificate_location and kafka_ssl_key_location go together (mutual TLS)")
+    if settings.kafka_ssl_key_password is not None and settings.kafka_ssl_key_location is None:
+        problems.append("kafka_ssl_key_password is set but kafka_ssl_key_location is not")
+    return problems
+
+
+def _redis_security_problems(settings: Settings) -> list[str]:
+    problems: list[str] = []
+    tls_options = {
+        "redis_tls_ca": settings.redis_tls_ca,
+        "redis_tls_cert": settings.redis_tls_cert,
+        "redis_tls_key": settings.redis_tls_key,
+    }
+    given = [name for name, value in tls_options.items() if value is not None]
+    if given and not settings.redis_tls_enabled:
+        problems.append(f"{', '.join(given)} need redis_tls=true or a rediss:// redis_url")
+    if settings.redis_tls and settings.redis_url.startswith("unix://"):
+        problems.append("redis_tls=true cannot apply to a unix:// redis_url")
+    if (settings.redis_tls_cert is None) != (settings.redis_tls_key is None):
+        problems.append("redis_tls_cert and redis_tls_key go together (mutual TLS)")
+    if (settings.dev_redis_acl_user is None) != (settings.dev_redis_acl_password is None):
+        problems.append("dev_redis_acl_user and dev_redis_acl_password go together")
+    if settings.dev_redis_acl_user is not None and not _is_acl_name(settings.dev_redis_acl_user):
+        problems.append("dev_redis_acl_user may hold only letters, digits, '-', '_' and '.'")
+    password = settings.dev_redis_acl_password
+    if password is not None and not password.get_secret_value():
+        problems.append("dev_redis_acl_password is set but empty")
+    return problems
+
+
+def _dev_kafka_sasl_problems(settings: Settings) -> list[str]:
+    fields = (settings.dev_kafka_sasl_port, settings.dev_kafka_sasl_username, settings.dev_kafka_sasl_password)
+    if all(value is None for value in fields):
+        return []
+    if any(value is None for value in fields):
+        return ["dev_kafka_sasl_port, dev_kafka_sasl_username and dev_kafka_sasl_password go together"]
+    problems: list[str] = []
+    if not _is_acl_name(settings.dev_kafka_sasl_username or ""):
+        problems.append("dev_kafka_sasl_username may hold only letters, digits, '-', '_' and '.'")
+    # The broker's JAAS line quotes the password: a quote or backslash would end or escape it.
+    password = settings.dev_kafka_sasl_password.get_secret_value() if settings.dev_kafka_sasl_password else ""
+    if not password or any(char in password for char in '"\\;\n'):
+        problems.append("dev_kafka_sasl_password must be non-empty, without quotes, backslashes, ';' or newlines")
+    return problems
+
+
+def _is_acl_name(name: str) -> bool:
+    # Redis ACL rules are space-separated words: a name with spaces or rule characters would change the rule.
+    return bool(name) and all(char.isalnum() or char in "-_." for char in name)
 
 
 def kafka_client_config(settings: Settings) -> dict[str, str | int | float | bool]:
@@ -134,5 +284,13 @@ def kafka_client_config(settings: Settings) -> dict[str, str | int | float | boo
         config["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
     if settings.kafka_ssl_ca_location:
         config["ssl.ca.location"] = settings.kafka_ssl_ca_location
+    if settings.kafka_ssl_certificate_location:
+        config["ssl.certificate.location"] = settings.kafka_ssl_certificate_location
+    if settings.kafka_ssl_key_location:
+        config["ssl.key.location"] = settings.kafka_ssl_key_location
+    if settings.kafka_ssl_key_password:
+        config["ssl.key.password"] = settings.kafka_ssl_key_password.get_secret_value()
+    if settings.kafka_ssl_endpoint_identification:
+        config["ssl.endpoint.identification.algorithm"] = settings.kafka_ssl_endpoint_identification
     config.update(settings.kafka_extra)
     return config
