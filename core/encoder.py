@@ -216,7 +216,7 @@ def _load(path: Path, device: str) -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # a worker's log is no terminal: no weight-loading progress bars
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a worker's log is no terminal: no weight-loading progress bars
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, use_fast=True)
         model = AutoModel.from_pretrained(str(path), local_files_only=True)

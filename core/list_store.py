@@ -63,6 +63,11 @@ def list_payload(product_id: str, write: ListWrite, list_version: int, computed_
     return encode_similar_items(record)
 
 
+def admission_threshold(stored: StoredList, top_k: int) -> float:
+    """The score a new neighbour must reach to enter this list; -1 (anything) while it is short."""
+    return stored.items[-1].score if len(stored.items) >= top_k else -1.0
+
+
 def decode_list(payload: bytes) -> StoredList:
     """A stored/emitted similar-items JSON back into a StoredList."""
     try:
@@ -81,8 +86,11 @@ def decode_list(payload: bytes) -> StoredList:
 
 
 class ListStore:
-    def __init__(self, client: redis.Redis, *, prefix: str, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self, client: redis.Redis, *, prefix: str, top_k: int = 20, clock: Callable[[], datetime] = utc_now
+    ) -> None:
         self._client = client
+        self._top_k = top_k
         self.keys = RedisKeys(prefix)
         self._clock = clock
         self._write_script = client.register_script(WRITE_LIST)
@@ -90,7 +98,11 @@ class ListStore:
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> ListStore:
-        return cls(client if client is not None else make_redis_client(settings), prefix=settings.redis_prefix)
+        return cls(
+            client if client is not None else make_redis_client(settings),
+            prefix=settings.redis_prefix,
+            top_k=settings.top_k,
+        )
 
     def prepare(self, lists: Mapping[str, ListWrite | tuple[Sequence[Neighbor], int, str]]) -> dict[str, StoredList]:
         """Reserve each product's next list version (INCR, monotonic, unique across writers) and build
@@ -117,12 +129,13 @@ class ListStore:
         for stored in lists:
             count += 1
             self._write_script(
-                keys=[self.keys.similar(stored.product_id)],
+                keys=[self.keys.similar(stored.product_id), self.keys.product(stored.product_id)],
                 args=[
                     self.keys.rev_prefix,
                     stored.product_id,
                     stored.payload,
                     stored.list_version,
+                    admission_threshold(stored, self._top_k),
                     *(n.product_id for n in stored.items),
                 ],
                 client=pipe,

@@ -52,6 +52,8 @@ class BatchResult:
     encoded: int = 0
     metadata_only: int = 0
     deleted: int = 0
+    recomputed: int = 0  # lists recomputed (one KNN each); ``lists`` holds those that changed
+    encode_seconds: float = 0.0  # time inside the encoder: the worker's Redis time is process time minus this
 
 
 class Pipeline:
@@ -132,14 +134,14 @@ class Pipeline:
 
         own = changed + relist  # products whose own version moved: their list is always emitted
         versions = {pid: item.event.version for pid, item in newest.items()}
-        result.lists = self._refresh_lists(own, moved, gone, versions)
+        result.lists, result.recomputed = self._refresh_lists(own, moved, gone, versions)
         result.tombstones = gone
         result.event_times = {pid: newest[pid].received_at for pid in [*own, *gone]}
         return result
 
     def _refresh_lists(
         self, own: list[str], moved: list[str], gone: list[str], versions: dict[str, int]
-    ) -> list[StoredList]:
+    ) -> tuple[list[StoredList], int]:
         """Recompute every list the batch can alter (one KNN per product); keep those that changed."""
         targets = set(own)
         if self._refresh.enabled:
@@ -163,7 +165,7 @@ class Pipeline:
                 or not lists_equal(current[pid].items, items, self._refresh.epsilon)
             )
         }
-        return list(self._lists.prepare(emit).values())
+        return list(self._lists.prepare(emit).values()), len(fresh)
 
     def commit(self, result: BatchResult) -> None:
         """Make the delivered lists current in Redis (``similar:``, ``rev:``); drop deleted ones."""
@@ -181,7 +183,9 @@ class Pipeline:
             for i, (item, digest) in enumerate(zip(items, hashes, strict=True))
             if not _same_content(states.get(item.event.product_id), digest)
         ]
+        started = time.perf_counter()
         vectors = self._encoder.encode([items[i].text or "" for i in to_encode]) if to_encode else None
+        result.encode_seconds += time.perf_counter() - started
         row_of = {index: row for row, index in enumerate(to_encode)}
         result.encoded += len(to_encode)
         result.metadata_only += len(items) - len(to_encode)

@@ -71,8 +71,9 @@ local function old_members(key)
 end
 """
 
-# KEYS[1] similar:{id}. ARGV[1] rev key prefix, ARGV[2] product id, ARGV[3] the list's JSON,
-# ARGV[4] its list_version (reserved earlier by INCR on listver:{id}), ARGV[5..] member ids.
+# KEYS[1] similar:{id}, KEYS[2] product:{id}. ARGV[1] rev key prefix, ARGV[2] product id, ARGV[3] the
+# list's JSON, ARGV[4] its list_version (reserved earlier by INCR on listver:{id}), ARGV[5] its K-th
+# score (-1 when shorter than K), ARGV[6..] member ids.
 # Fenced: a list whose version is not above the stored one changes nothing (returns 0), so a slow
 # writer never overwrites a newer list. rev sets change in the same script: members that left lose
 # the id, all current members hold it.
@@ -90,7 +91,7 @@ if current then
 end
 local old = old_members(KEYS[1])
 local new = {}
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   new[ARGV[i]] = true
 end
 for member, _ in pairs(old) do
@@ -102,6 +103,11 @@ for member, _ in pairs(new) do
   redis.call('SADD', ARGV[1] .. member, ARGV[2])
 end
 redis.call('SET', KEYS[1], ARGV[3])
+-- The list's admission threshold on the product itself, for reverse-neighbour searches; never
+-- creates the hash of a product deleted meanwhile.
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HSET', KEYS[2], 'kth', ARGV[5])
+end
 return 1
 """
 )

@@ -15,6 +15,8 @@ from simstream.core.list_store import StoredList
 from simstream.core.similarity import SimilarityPolicy
 from simstream.core.vector_store import KnnFilter, Neighbor, Vector
 
+WEAK_FETCH_FACTOR = 4
+
 
 class RefreshStore(Protocol):
     def embeddings(self, ids: Sequence[str]) -> dict[str, Vector]: ...
@@ -63,10 +65,22 @@ def affected_products(
         if policy.same_category_only:
             metadata = store.metadata(present)
             filters = {pid: KnnFilter(category=metadata.get(pid, {}).get("category")) for pid in present}
-        near = store.knn_many([(pid, vectors[pid]) for pid in present], fanout, filters=filters)
-        candidates = {n.product_id for found in near.values() for n in found} - affected
+        queries = [(pid, vectors[pid]) for pid in present]
+        near = store.knn_many(queries, fanout, filters=filters)
+        # Similarity is symmetric, nearness is not: a loner Q far down P's ranking can still admit P
+        # when Q's own list is weak. Any Q beyond P's fan-out scores at most the fan-out's last score,
+        # so a second KNN among only the products whose threshold is that low finds those.
+        full = [(pid, vector) for pid, vector in queries if len(near[pid]) == fanout]
+        floor_filters = {
+            pid: KnnFilter(category=(filters or {}).get(pid, KnnFilter()).category, max_kth=near[pid][-1].score)
+            for pid, _ in full
+        }
+        # Products of the fan-out with a low threshold also match the filter: fetch well beyond them.
+        weak = store.knn_many(full, WEAK_FETCH_FACTOR * fanout, filters=floor_filters) if full else {}
+        found_all = [*near.values(), *weak.values()]
+        candidates = {n.product_id for found in found_all for n in found} - affected
         current = lists.read_lists(sorted(candidates))
-        for found in near.values():
+        for found in found_all:
             for neighbour in found:
                 if neighbour.product_id in candidates and admits(
                     current.get(neighbour.product_id), neighbour.score, policy

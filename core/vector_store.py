@@ -81,6 +81,9 @@ class KnnFilter:
     brand: str | None = None
     min_price: float | None = None
     max_price: float | None = None
+    # Only products whose list admits a neighbour scoring this high (their K-th score is at most it):
+    # the reverse-neighbour search of core/refresh.
+    max_kth: float | None = None
 
 
 class UpsertResult(enum.Enum):
@@ -138,6 +141,8 @@ def knn_query(k: int, flt: KnnFilter | None) -> str:
         if flt.min_price is not None or flt.max_price is not None:
             low, high = _number(flt.min_price, "-inf"), _number(flt.max_price, "+inf")
             clauses.append(f"@price:[{low} {high}]")
+        if flt.max_kth is not None:
+            clauses.append(f"@kth:[-inf {_number(flt.max_kth, '+inf')}]")
     prefilter = f"({' '.join(clauses)})" if clauses else "*"
     return f"{prefilter}=>[KNN {k} @embedding $vec AS dist]"
 
@@ -231,6 +236,7 @@ class RedisVectorStore:
                     "brand", "TAG", "SEPARATOR", TAG_SEPARATOR,
                     "category", "TAG", "SEPARATOR", TAG_SEPARATOR,
                     "price", "NUMERIC", "SORTABLE",
+                    "kth", "NUMERIC",
                 )  # fmt: skip
             except redis.exceptions.ResponseError as exc:
                 if "already exists" not in str(exc).lower():  # lost a creation race: checked below

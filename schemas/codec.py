@@ -109,9 +109,7 @@ def _decode_model(
     schema = payload.get("schema")
     if schema != schema_name:
         shown = "missing" if schema is None else repr(schema)
-        return DecodeFailure(
-            "unknown_schema", _clip(f"schema: {shown} is not supported, expected {schema_name!r}")
-        )
+        return DecodeFailure("unknown_schema", _clip(f"schema: {shown} is not supported, expected {schema_name!r}"))
     try:
         return model.model_validate(payload)
     except ValidationError as exc:

@@ -100,9 +100,7 @@ def _require_scalar_attributes(value: Any) -> Any:
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(item, str | int | float):  # bool is an int
-                raise ValueError(
-                    f"attribute {key!r} must be a string, number or boolean, not {type(item).__name__}"
-                )
+                raise ValueError(f"attribute {key!r} must be a string, number or boolean, not {type(item).__name__}")
     return value
 
 
@@ -120,17 +118,15 @@ class Product(BaseModel):
 
     model_config = wire_model_config()
 
-    title: Annotated[
-        StrictStr, Field(min_length=1, max_length=TITLE_MAX_CHARS), AfterValidator(_require_visible_text)
-    ]
+    title: Annotated[StrictStr, Field(min_length=1, max_length=TITLE_MAX_CHARS), AfterValidator(_require_visible_text)]
     description: Annotated[StrictStr, Field(max_length=DESCRIPTION_MAX_CHARS)] | None = None
     brand: Annotated[StrictStr, Field(max_length=SHORT_TEXT_MAX_CHARS)] | None = None
     category: Annotated[StrictStr, Field(max_length=SHORT_TEXT_MAX_CHARS)] | None = None
     price: Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)] | None = None
     currency: Annotated[StrictStr, Field(pattern=r"^[A-Z]{3}$", examples=["CNY", "EUR"])] | None = None
-    tags: Annotated[
-        list[Annotated[StrictStr, Field(max_length=SHORT_TEXT_MAX_CHARS)]], Field(max_length=MAX_TAGS)
-    ] = Field(default_factory=list)
+    tags: Annotated[list[Annotated[StrictStr, Field(max_length=SHORT_TEXT_MAX_CHARS)]], Field(max_length=MAX_TAGS)] = (
+        Field(default_factory=list)
+    )
     attributes: Annotated[
         dict[Annotated[StrictStr, Field(min_length=1, max_length=SHORT_TEXT_MAX_CHARS)], AttributeValue],
         Field(max_length=MAX_ATTRIBUTES),
@@ -138,8 +134,7 @@ class Product(BaseModel):
     ] = Field(default_factory=dict)
     image_url: Annotated[StrictStr, Field(max_length=URL_MAX_CHARS)] | None = None
     locale: (
-        Annotated[StrictStr, Field(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$", examples=["zh-CN"])]
-        | None
+        Annotated[StrictStr, Field(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$", examples=["zh-CN"])] | None
     ) = None
 
 

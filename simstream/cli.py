@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 
+from simstream.eval_quality import add_eval_arguments, cmd_eval
 from simstream.schemas.settings import Settings
 from simstream.verify import add_verify_arguments, cmd_verify
 
@@ -102,6 +103,12 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    if args.target == "refresh":
+        from simstream.bench_refresh import format_refresh_table, run_refresh_bench
+
+        result = run_refresh_bench(settings, updates=args.updates, batch=args.batch)
+        print(orjson.dumps(result).decode() if args.json else format_refresh_table(result))
+        return 0
     from simstream.bench_encoder import format_encoder_table, run_encoder_bench
 
     result = run_encoder_bench(settings, n_items=args.n_items, repeats=args.repeats, threads=args.threads)
@@ -162,12 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
     search.set_defaults(handler=cmd_search)
 
     bench = sub.add_parser("bench", help="benchmarks (print figures; --json for one JSON object)")
-    bench.add_argument("target", choices=["encoder"])
+    bench.add_argument("target", choices=["encoder", "refresh"])
+    bench.add_argument("--updates", type=int, default=200, help="refresh: updates per mode")
+    bench.add_argument("--batch", type=int, default=32, help="refresh: events per batch")
     bench.add_argument("--n-items", type=int, default=512)
     bench.add_argument("--repeats", type=int, default=3)
     bench.add_argument("--threads", type=int, default=None)
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(handler=cmd_bench)
+
+    evaluate = sub.add_parser("eval", help="similarity quality on real offers (Abt-Buy by default)")
+    add_eval_arguments(evaluate)
+    evaluate.set_defaults(handler=cmd_eval)
 
     verify = sub.add_parser("verify", help="audit the live state against exact brute force")
     add_verify_arguments(verify)

@@ -71,7 +71,5 @@ def test_fresh_venv_imports_every_module(wheel: Path, tmp_path: Path) -> None:
     )
     done = subprocess.run([str(python), "-c", script], check=True, capture_output=True, text=True)
     assert int(done.stdout.strip()) >= 20
-    cli = subprocess.run(
-        [str(env_dir / "bin" / "simstream"), "config"], check=True, capture_output=True, text=True
-    )
+    cli = subprocess.run([str(env_dir / "bin" / "simstream"), "config"], check=True, capture_output=True, text=True)
     assert '"input_topic": "products"' in cli.stdout

@@ -25,9 +25,7 @@ def _consumer(bootstrap: str, group: str, **extra: str) -> Consumer:
     return Consumer(config)
 
 
-def _consume(
-    consumer: Consumer, count: int, *, stop: Callable[[Message], bool] | None = None
-) -> list[Message]:
+def _consume(consumer: Consumer, count: int, *, stop: Callable[[Message], bool] | None = None) -> list[Message]:
     """Poll until count records (or one for which stop is true) arrived, within a bounded deadline."""
     received: list[Message] = []
     deadline = time.monotonic() + DEADLINE_S
@@ -105,12 +103,8 @@ def test_read_committed_sees_committed_transactions_only(
     def is_last(message: Message) -> bool:
         return message.value() == b"committed-3"
 
-    committed_reader = _consumer(
-        kafka_bootstrap, f"{unique_name}-rc", **{"isolation.level": "read_committed"}
-    )
-    uncommitted_reader = _consumer(
-        kafka_bootstrap, f"{unique_name}-ru", **{"isolation.level": "read_uncommitted"}
-    )
+    committed_reader = _consumer(kafka_bootstrap, f"{unique_name}-rc", **{"isolation.level": "read_committed"})
+    uncommitted_reader = _consumer(kafka_bootstrap, f"{unique_name}-ru", **{"isolation.level": "read_uncommitted"})
     try:
         committed_reader.subscribe([topic])
         uncommitted_reader.subscribe([topic])

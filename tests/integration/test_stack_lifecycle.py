@@ -41,9 +41,7 @@ def test_up_is_idempotent_and_down_leaves_no_process(throwaway_settings: Setting
 
     messages: list[str] = []
     second = {item.name: item for item in stack.up(throwaway_settings, progress=messages.append)}
-    assert {name: item.pid for name, item in second.items()} == {
-        name: item.pid for name, item in first.items()
-    }
+    assert {name: item.pid for name, item in second.items()} == {name: item.pid for name, item in first.items()}
     assert sorted(line.split(":")[0] for line in messages if "already running" in line) == ["kafka", "redis"]
 
     stopped = stack.down(throwaway_settings, progress=lambda _: None)

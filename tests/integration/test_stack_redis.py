@@ -73,8 +73,6 @@ def test_filtered_knn_returns_the_nearest_matching_products(client: redis.Redis,
     assert filtered == ["best", "second", "third"]
 
 
-def test_unfiltered_knn_finds_the_products_the_filter_excludes(
-    client: redis.Redis, vector_index: str
-) -> None:
+def test_unfiltered_knn_finds_the_products_the_filter_excludes(client: redis.Redis, vector_index: str) -> None:
     unfiltered = _knn(client, vector_index, "*=>[KNN 3 @embedding $v AS distance]")
     assert unfiltered == ["other-category", "too-expensive", "best"]

@@ -116,9 +116,7 @@ def write(
 
 def test_older_or_equal_version_changes_nothing(store: RedisVectorStore) -> None:
     assert store.upsert([write("p1", 5, unit(1), title="v5")]) == [True]
-    assert store.upsert(
-        [write("p1", 4, unit(0, 1), title="v4"), write("p1", 5, unit(0, 1), title="again")]
-    ) == [
+    assert store.upsert([write("p1", 4, unit(0, 1), title="v4"), write("p1", 5, unit(0, 1), title="again")]) == [
         False,
         False,
     ]
@@ -165,9 +163,7 @@ def test_concurrent_writers_leave_the_highest_version(make_store: StoreFactory, 
             chunk = orders[worker][chunk_start : chunk_start + 10]
             writes = [write(pid, v, unit(1, v), title=f"t{v}") for v in chunk for pid in ("a", "b")]
             flags = stores[worker].upsert(writes)
-            applied[worker] += [
-                w.version for w, ok in zip(writes, flags, strict=True) if ok and w.product_id == "a"
-            ]
+            applied[worker] += [w.version for w, ok in zip(writes, flags, strict=True) if ok and w.product_id == "a"]
 
     threads = [threading.Thread(target=run, args=(worker,)) for worker in (0, 1)]
     for thread in threads:
@@ -216,9 +212,7 @@ def test_metadata_only_update_of_changed_content_needs_an_embedding(store: Redis
 # --- index -----------------------------------------------------------------------------------
 
 
-def test_ensure_index_refuses_another_dimension_or_model(
-    make_store: StoreFactory, redis_client: redis.Redis
-) -> None:
+def test_ensure_index_refuses_another_dimension_or_model(make_store: StoreFactory, redis_client: redis.Redis) -> None:
     store = make_store()
     store.ensure_index(DIM, MODEL)
     store.ensure_index(DIM, MODEL)  # idempotent

@@ -39,9 +39,7 @@ def items(*ids: str) -> list[Neighbor]:
 
 
 def test_list_versions_rise_by_one_and_survive_delete(lists: ListStore) -> None:
-    versions = [
-        lists.write_lists({"p": ListWrite(items("a"), v, MODEL)})["p"].list_version for v in (1, 2, 2)
-    ]
+    versions = [lists.write_lists({"p": ListWrite(items("a"), v, MODEL)})["p"].list_version for v in (1, 2, 2)]
     assert versions == [1, 2, 3]
     assert lists.delete_list("p")
     assert not lists.delete_list("p")
@@ -98,9 +96,7 @@ def test_rev_sets_stay_exact_over_random_rewrites(lists: ListStore) -> None:
         assert lists.rev_many(catalog) == expected, f"step {step}"
 
 
-def test_concurrent_writers_get_distinct_list_versions(
-    lists: ListStore, redis_url: str, unique_name: str
-) -> None:
+def test_concurrent_writers_get_distinct_list_versions(lists: ListStore, redis_url: str, unique_name: str) -> None:
     clients = [redis.Redis.from_url(redis_url) for _ in range(2)]
     writers = [ListStore(client, prefix=f"{unique_name}:") for client in clients]
     seen: list[list[int]] = [[], []]

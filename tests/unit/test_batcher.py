@@ -26,9 +26,7 @@ class FakeClock:
         return self.now
 
 
-def batcher(
-    max_items: int = 4, max_tokens: int = 100, max_wait_s: float = 0.5
-) -> tuple[MicroBatcher[str], FakeClock]:
+def batcher(max_items: int = 4, max_tokens: int = 100, max_wait_s: float = 0.5) -> tuple[MicroBatcher[str], FakeClock]:
     clock = FakeClock()
     return MicroBatcher(BatchLimits(max_items, max_tokens, max_wait_s), clock=clock), clock
 
@@ -138,9 +136,7 @@ def test_invalid_limits_are_rejected(max_items: int, max_tokens: int, max_wait_s
 
 
 def test_limits_from_settings() -> None:
-    limits = BatchLimits.from_settings(
-        Settings(batch_max_items=8, batch_max_tokens=512, batch_max_wait_ms=250)
-    )
+    limits = BatchLimits.from_settings(Settings(batch_max_items=8, batch_max_tokens=512, batch_max_wait_ms=250))
 
     assert limits == BatchLimits(max_items=8, max_tokens=512, max_wait_s=0.25)
 
@@ -278,14 +274,12 @@ def test_batches_respect_the_limits(batch_limits: BatchLimits, ops: list[Add | T
 
 @settings(max_examples=300, deadline=None)
 @given(batch_limits=limits, ops=operations)
-def test_size_closed_batches_are_as_large_as_allowed(
-    batch_limits: BatchLimits, ops: list[Add | Tick | Due]
-) -> None:
+def test_size_closed_batches_are_as_large_as_allowed(batch_limits: BatchLimits, ops: list[Add | Tick | Due]) -> None:
     run = play(batch_limits, ops)
 
     for current, following in zip(run.emitted, run.emitted[1:], strict=False):
         if current.by_add:
             grown = [*current.batch, following.batch[0]]
-            assert (
-                len(grown) > batch_limits.max_items or padded(grown, run.tokens) > batch_limits.max_tokens
-            ), "a batch was closed although the next item would have fit"
+            assert len(grown) > batch_limits.max_items or padded(grown, run.tokens) > batch_limits.max_tokens, (
+                "a batch was closed although the next item would have fit"
+            )

@@ -75,9 +75,7 @@ def test_incomplete_jar_cache_needs_maven(tmp_path: Path, monkeypatch: pytest.Mo
         kafka.ensure_jars(cache_dir=tmp_path, kafka_version="4.1.1", progress=lambda _: None)
 
 
-def test_jar_cache_defaults_outside_the_repo_per_version(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_jar_cache_defaults_outside_the_repo_per_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert kafka_cache_dir(Settings(dev_kafka_version="4.0.1")) == tmp_path / "simstream" / "kafka-4.0.1"
     assert kafka_cache_dir(Settings(dev_kafka_cache_dir=tmp_path / "jars")) == tmp_path / "jars"

@@ -38,9 +38,7 @@ def sleeper(tmp_path: Path) -> Iterator[tuple[int, ProcessIdentity]]:
         is_alive(pid)  # reaps the zombie
 
 
-def _settings(
-    tmp_path: Path, *, redis_port: int | None = None, controller_port: int | None = None
-) -> Settings:
+def _settings(tmp_path: Path, *, redis_port: int | None = None, controller_port: int | None = None) -> Settings:
     free_kafka, free_controller, free_redis = free_ports(3)
     return Settings(
         dev_state_dir=tmp_path / "state",
@@ -68,9 +66,7 @@ def test_up_fails_on_a_taken_port_before_starting_anything(tmp_path: Path, liste
     assert list((settings.dev_state_dir / "pids").iterdir()) == []
 
 
-def test_our_spawned_process_is_recognised_and_stopped(
-    tmp_path: Path, sleeper: tuple[int, ProcessIdentity]
-) -> None:
+def test_our_spawned_process_is_recognised_and_stopped(tmp_path: Path, sleeper: tuple[int, ProcessIdentity]) -> None:
     pid, identity = sleeper
     assert running_pid(tmp_path / "s.pid", identity, remove_stale=True) == pid
     assert os.getpgid(pid) == pid  # its own session and group: down can signal the whole group
@@ -78,9 +74,7 @@ def test_our_spawned_process_is_recognised_and_stopped(
     assert not is_alive(pid)
 
 
-def test_our_process_is_found_again_without_its_pid_file(
-    tmp_path: Path, sleeper: tuple[int, ProcessIdentity]
-) -> None:
+def test_our_process_is_found_again_without_its_pid_file(tmp_path: Path, sleeper: tuple[int, ProcessIdentity]) -> None:
     pid, identity = sleeper
     (tmp_path / "s.pid").unlink()
     assert find_by_identity(identity) == [pid]
@@ -105,9 +99,7 @@ def test_a_pid_file_naming_a_foreign_process_is_stale(tmp_path: Path) -> None:
 
 
 def test_a_pid_file_naming_a_dead_process_is_stale(tmp_path: Path) -> None:
-    finished = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True
-    )
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
     pid_file = tmp_path / "x.pid"
     pid_file.write_text(finished.stdout.decode())
     assert running_pid(pid_file, ProcessIdentity(argument="anything"), remove_stale=True) is None

@@ -172,9 +172,7 @@ def test_the_brief_example_detail_is_exact() -> None:
         (b"sku-9", orjson.dumps(event_payload()), "key_mismatch"),
     ],
 )
-def test_bad_records_become_failures_with_a_reason(
-    key: bytes | None, value: bytes | None, reason: str
-) -> None:
+def test_bad_records_become_failures_with_a_reason(key: bytes | None, value: bytes | None, reason: str) -> None:
     result = decode_event(key, value)
 
     assert isinstance(result, DecodeFailure)

@@ -14,9 +14,7 @@ from simstream.schemas.events import ProductEvent
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
 json_values = st.recursive(
     json_scalars,
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
-    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=20,
 )
 # Mostly well-formed events with one field replaced by anything: reaches the deep validators.
@@ -57,9 +55,7 @@ def test_arbitrary_json_never_raises(payload: Any) -> None:
 
 
 @settings(max_examples=400, deadline=None)
-@given(
-    field=field_names, replacement=json_values, product_field=product_field_names, product_value=json_values
-)
+@given(field=field_names, replacement=json_values, product_field=product_field_names, product_value=json_values)
 def test_events_with_one_wild_field_never_raise(
     field: str, replacement: Any, product_field: str, product_value: Any
 ) -> None:

@@ -38,9 +38,7 @@ class FakeStore:
         flt: KnnFilter | None = None,
         filters: Mapping[str, KnnFilter] | None = None,
     ) -> dict[str, list[Neighbor]]:
-        self.knn_calls.append(
-            ([pid for pid, _ in queries], k, dict(filters) if filters is not None else None)
-        )
+        self.knn_calls.append(([pid for pid, _ in queries], k, dict(filters) if filters is not None else None))
         found: dict[str, list[Neighbor]] = {}
         for pid, query in queries:
             wanted = (filters or {}).get(pid, flt)
@@ -112,9 +110,7 @@ def test_exact_lists_breaks_ties_by_id_and_honours_category_and_min_score() -> N
     categories = {"q": "TV, Audio", "b": "tv, audio", "a": "Other", "c": "Other"}
     same = exact_lists(vectors, SimilarityPolicy(top_k=3, same_category_only=True), categories)
     assert [n.product_id for n in same["q"]] == ["b"]
-    assert [n.product_id for n in exact_lists(vectors, SimilarityPolicy(top_k=3, min_score=0.5))["q"]] == [
-        "c"
-    ]
+    assert [n.product_id for n in exact_lists(vectors, SimilarityPolicy(top_k=3, min_score=0.5))["q"]] == ["c"]
 
 
 # --- compute_lists ---------------------------------------------------------------------------
@@ -137,9 +133,7 @@ def test_compute_lists_batches_queries_and_passes_each_products_category() -> No
     vectors = {f"p{i}": vec(1, i) for i in range(5)}
     categories = {"p0": "A", "p1": "B", "p2": "A", "p3": "B", "p4": "A"}
     store = FakeStore(vectors, categories)
-    lists = compute_lists(
-        store, list(vectors), SimilarityPolicy(top_k=3, same_category_only=True), batch_size=2
-    )
+    lists = compute_lists(store, list(vectors), SimilarityPolicy(top_k=3, same_category_only=True), batch_size=2)
     assert [ids for ids, _, _ in store.knn_calls] == [["p0", "p1"], ["p2", "p3"], ["p4"]]
     assert store.knn_calls[0][2] == {"p0": KnnFilter(category="A"), "p1": KnnFilter(category="B")}
     assert {n.product_id for n in lists["p0"]} == {"p2", "p4"}

@@ -32,10 +32,7 @@ def test_knn_query_without_filter_searches_everything() -> None:
 
 def test_knn_query_combines_tag_and_numeric_filters() -> None:
     query = knn_query(5, KnnFilter(category="Cameras, Photo", brand="Sony", min_price=10, max_price=None))
-    assert (
-        query
-        == r"(@category:{Cameras\,\ Photo} @brand:{Sony} @price:[10.0 +inf])=>[KNN 5 @embedding $vec AS dist]"
-    )
+    assert query == r"(@category:{Cameras\,\ Photo} @brand:{Sony} @price:[10.0 +inf])=>[KNN 5 @embedding $vec AS dist]"
     assert "@price:[-inf 2.5]" in knn_query(5, KnnFilter(max_price=2.5))
 
 

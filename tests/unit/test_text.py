@@ -45,9 +45,7 @@ def abt_product(row: dict[str, str]) -> Product:
 
 
 def buy_product(row: dict[str, str]) -> Product:
-    return Product(
-        title=row["name"], description=row["description"] or None, brand=row["manufacturer"] or None
-    )
+    return Product(title=row["name"], description=row["description"] or None, brand=row["manufacturer"] or None)
 
 
 # --- encodings, on the real files --------------------------------------------------------------
@@ -203,9 +201,7 @@ def test_clean_text(raw: str, clean: str) -> None:
 
 
 def test_attributes_are_sorted_and_rendered() -> None:
-    rendered = render_attributes(
-        {"size": 42.0, "color": "<b>black</b>", "hdmi": True, "weight": 1.5, "3d": False}
-    )
+    rendered = render_attributes({"size": 42.0, "color": "<b>black</b>", "hdmi": True, "weight": 1.5, "3d": False})
 
     assert rendered == "3d: no, color: black, hdmi: yes, size: 42, weight: 1.5"
 
@@ -236,10 +232,7 @@ def test_whitespace_only_fields_and_their_separators_are_dropped() -> None:
 def test_custom_template_with_prefix_suffix_and_tags() -> None:
     template = "Product: {title} | {brand} | {tags}!"
 
-    assert (
-        build_text(Product(title="Mug", tags=["kitchen", " ", "gift"]), template)
-        == "Product: Mug | kitchen, gift!"
-    )
+    assert build_text(Product(title="Mug", tags=["kitchen", " ", "gift"]), template) == "Product: Mug | kitchen, gift!"
 
 
 def test_template_field_order_is_respected() -> None:
@@ -248,9 +241,7 @@ def test_template_field_order_is_respected() -> None:
     assert build_text(product, "{brand}: {title}") == "Acme: Mug"
 
 
-@pytest.mark.parametrize(
-    "template", ["{title} {price}", "{title!r}", "{title:>10}", "no fields", "{title", "{}"]
-)
+@pytest.mark.parametrize("template", ["{title} {price}", "{title!r}", "{title:>10}", "no fields", "{title", "{}"])
 def test_bad_templates_fail_fast(template: str) -> None:
     with pytest.raises(ConfigError):
         compile_template(template)
