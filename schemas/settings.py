@@ -14,7 +14,9 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
-DEFAULT_TEXT_TEMPLATE = "{title}. {brand}. {category}. {attributes}. {description}"
+# Chosen by `simstream eval` on Abt-Buy: descriptions dilute the title's evidence (dense cross-shop
+# recall@1 0.681 with, 0.718 without; whole catalog 0.28 vs 0.36) and triple the tokens to encode.
+DEFAULT_TEXT_TEMPLATE = "{title}. {brand}. {category}. {attributes}"
 
 
 class Settings(BaseSettings):
