@@ -49,7 +49,7 @@ def test_custom_mapping_and_jsonl(tmp_path: Path) -> None:
     jsonl = tmp_path / "shop.jsonl"
     jsonl.write_text(
         '{"product_id": "x", "version": 3, "product": {"title": "Blue kettle"}}\n'
-        '\n'
+        "\n"
         '{"product_id": "y", "title": "Mug"}\n'
     )
     rows = list(read_catalog(jsonl))
