@@ -16,6 +16,7 @@ from simstream.core.similarity import SimilarityPolicy
 from simstream.core.vector_store import KnnFilter, Neighbor, Vector
 
 WEAK_FETCH_FACTOR = 4
+WEAK_FETCH_CAP = 3200  # bounds one changed product's reverse search (the design's bounded fan-out)
 
 
 class RefreshStore(Protocol):
@@ -75,8 +76,17 @@ def affected_products(
             pid: KnnFilter(category=(filters or {}).get(pid, KnnFilter()).category, max_kth=near[pid][-1].score)
             for pid, _ in full
         }
-        # Products of the fan-out with a low threshold also match the filter: fetch well beyond them.
-        weak = store.knn_many(full, WEAK_FETCH_FACTOR * fanout, filters=floor_filters) if full else {}
+        # Products of the fan-out with a low threshold also match the filter: fetch well beyond them,
+        # and wider again while an answer comes back full (many weak lists: a catalog still loading).
+        weak: dict[str, list[Neighbor]] = {}
+        pending, k = full, WEAK_FETCH_FACTOR * fanout
+        while pending:
+            answer = store.knn_many(pending, k, filters=floor_filters)
+            weak.update(answer)
+            if k >= WEAK_FETCH_CAP:
+                break
+            pending = [(pid, vector) for pid, vector in pending if len(answer[pid]) == k]
+            k = min(WEAK_FETCH_CAP, k * WEAK_FETCH_FACTOR)
         found_all = [*near.values(), *weak.values()]
         candidates = {n.product_id for found in found_all for n in found} - affected
         current = lists.read_lists(sorted(candidates))

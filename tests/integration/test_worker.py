@@ -29,7 +29,7 @@ from simstream.core.errors import StoreError
 from simstream.core.list_store import ListStore
 from simstream.core.redis_client import make_redis_client
 from simstream.core.similarity import SimilarityPolicy, exact_lists
-from simstream.core.vector_store import RedisVectorStore
+from simstream.core.vector_store import Neighbor, RedisVectorStore
 from simstream.demo import sample_catalog
 from simstream.producers.catalog import read_catalog
 from simstream.producers.publish import publish_file
@@ -99,11 +99,18 @@ def test_whole_abt_buy_catalog_is_embedded_and_every_list_is_the_exact_top_k(
         assert len(record.items) == settings.top_k
         stored = lists.read_list(pid)
         assert stored is not None and stored.payload == value  # Redis and the topic agree
-        # Equal membership; the order of near ties may differ between float32 (Redis) and float64.
-        equal += {i.product_id for i in record.items} == {n.product_id for n in exact[pid]}
+        equal += same_top_k(pid, [i.product_id for i in record.items], exact[pid], vectors)
     assert equal / len(ids) >= 0.99, f"only {equal}/{len(ids)} lists equal the brute-force top-K"
     report = run_verify(settings)
     assert report.misordered_lists == 0 and report.rev_errors == 0 and report.output_mismatches == 0
+
+
+def same_top_k(pid: str, listed: list[str], exact: list[Neighbor], vectors: dict[str, np.ndarray]) -> bool:
+    """Equal membership, where products tied (within float32 noise) at the K-th score are interchangeable:
+    real catalogs hold identical titles, and Redis (float32) and numpy (float64) break such ties differently."""
+    kth = exact[-1].score
+    swapped = set(listed) ^ {n.product_id for n in exact}
+    return all(abs(float(vectors[pid] @ vectors[other]) - kth) < 1e-5 for other in swapped)
 
 
 def test_title_update_reembeds_price_update_does_not_and_older_versions_change_nothing(
