@@ -4,6 +4,14 @@ poll -> decode (bad records become dead letters) -> micro-batch -> pipeline (Red
 -> flush the producer -> make lists current -> commit offsets. Offsets are committed only after the
 Redis writes and the producer's deliveries of their batch succeeded; replays are harmless because
 every write is version-fenced.
+
+Exactly-once output (``Settings.exactly_once``) is the same path with a transaction around each batch:
+begin -> dead letters, lists, tombstones -> flush -> make lists current in Redis -> the batch's offsets
+into the transaction -> commit. Redis and Kafka cannot commit atomically, so Redis goes first and the
+replay rule of :meth:`Pipeline.process` covers a transaction that then aborts (or a crash before its
+commit): a replayed event is always relisted, and a batch with a replay emits every list it recomputes,
+so the re-run transaction carries everything the lost one did. Retryable errors abort the transaction
+and retry the batch; a fatal producer error (fenced) ends the worker with a non-zero exit.
 """
 
 from __future__ import annotations
@@ -141,13 +149,14 @@ class Worker:
 
     def _process(self, batch: list[Pending]) -> None:
         attempt = 0
-        while True:
+        while batch:
             try:
                 self._process_once(batch)
                 if attempt:
                     self._consumer.resume(self._consumer.assignment())
                 return
             except RETRYABLE as exc:
+                self._abort_quietly()
                 attempt += 1
                 self.stats.retries += 1
                 self.metrics.count_retry()
@@ -157,6 +166,21 @@ class Worker:
                 self._wait(delay)
                 if self._stopping and attempt >= 3:
                     raise SimstreamError(f"giving up on shutdown after {attempt} attempts: {exc}") from exc
+                # A rebalance while waiting may have taken partitions: their new owner redoes those records.
+                batch = self._owned(batch)
+        if attempt:
+            self._consumer.resume(self._consumer.assignment())
+
+    def _owned(self, batch: list[Pending]) -> list[Pending]:
+        owned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+        return [p for p in batch if (p.message.topic(), p.message.partition()) in owned]
+
+    def _abort_quietly(self) -> None:
+        # A failed batch leaves its transaction open: abort it (its records never become visible).
+        try:
+            self._sink.abort()
+        except DeliveryError as exc:
+            log.warning("abort_transaction failed, retrying with the batch: %s", exc)
 
     def _wait(self, seconds: float) -> None:
         # Keep serving the consumer (rebalances, liveness) while partitions are paused: never spin.
@@ -165,6 +189,7 @@ class Worker:
             self._consumer.poll(min(left, 0.5))
 
     def _process_once(self, batch: list[Pending]) -> None:
+        self._sink.begin()
         inbound: list[Inbound] = []
         for pending in batch:
             if isinstance(pending.outcome, DecodeFailure):
@@ -184,18 +209,12 @@ class Worker:
         # Redis time: the pipeline outside the encoder, plus making the delivered lists current.
         encode_seconds = result.encode_seconds if result is not None else 0.0
         redis_seconds = processed - started - encode_seconds + time.perf_counter() - flushed
-        self._commit(batch)
+        if self._sink.transactional:
+            self._sink.commit(next_offsets(batch), self._consumer.consumer_group_metadata())
+        else:
+            self._consumer.commit(offsets=next_offsets(batch), asynchronous=False)
         self._account(batch, result, time.perf_counter() - started)
         self._observe(batch, result, redis_seconds, delivered_at)
-
-    def _commit(self, batch: list[Pending]) -> None:
-        next_offsets: dict[tuple[str, int], int] = {}
-        for pending in batch:
-            message = pending.message
-            key = (message.topic() or "", message.partition() or 0)
-            next_offsets[key] = max(next_offsets.get(key, 0), (message.offset() or 0) + 1)
-        offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in next_offsets.items()]
-        self._consumer.commit(offsets=offsets, asynchronous=False)
 
     def _account(self, batch: list[Pending], result: BatchResult | None, seconds: float) -> None:
         stats = self.stats
@@ -252,6 +271,16 @@ class Worker:
             log.info("revoked %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
 
 
+def next_offsets(batch: list[Pending]) -> list[TopicPartition]:
+    """The offsets to commit after ``batch``: one past its last record, per partition."""
+    offsets: dict[tuple[str, int], int] = {}
+    for pending in batch:
+        message = pending.message
+        key = (message.topic() or "", message.partition() or 0)
+        offsets[key] = max(offsets.get(key, 0), (message.offset() or 0) + 1)
+    return [TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()]
+
+
 def build_worker(
     settings: Settings,
     *,
@@ -303,6 +332,10 @@ def run_worker(settings: Settings) -> int:
             return 2
         model_loaded.set()
         worker.install_signal_handlers()
-        worker.run()
+        try:
+            worker.run()
+        except (SimstreamError, KafkaException) as exc:
+            log.error("fatal, exiting: %s", exc)
+            return 1
     log.info("stopped after %d records, %d lists emitted", worker.stats.records_in, worker.stats.lists_emitted)
     return 0

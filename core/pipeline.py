@@ -5,6 +5,20 @@ embedded text and its hash (skip the encoder when unchanged), encode, fenced wri
 Emission and offset commits belong to the caller (consumers/): the lists computed here are only
 made current in Redis (:meth:`Pipeline.commit`) after the caller's producer delivered them, so a
 crash in between makes a replay re-emit them instead of losing them.
+
+The replay rule, one for both delivery modes. A replayed event (its version equals the stored one)
+cannot tell whether the output of its first run reached readers: at-least-once flushed it before
+Redis, but an exactly-once transaction commits *after* Redis and may have aborted. So:
+
+- a replayed upsert is always relisted (its own list recomputed and emitted again);
+- a replayed delete of a product that is gone is always tombstoned again;
+- a batch holding any replay emits every list it recomputes, even one equal to Redis: the run that
+  made it current may have had its records aborted.
+
+At-least-once sees duplicates on replay (allowed there); exactly-once sees the re-run's records only.
+Known gap: the lists that dropped a deleted product are found through ``rev:{id}``, which the first run
+already emptied; if that run's transaction aborted, those lists are right in Redis but their refreshed
+records only reach the topic with their next change.
 """
 
 from __future__ import annotations
@@ -101,10 +115,11 @@ class Pipeline:
                 result.stale += 1
             elif state is not None and version == state.version:
                 # A replay of what Redis already holds: only finish the list work it may have lost.
+                # The first run's records may have been aborted (exactly-once): redo its output.
                 listed = stored_lists.get(product_id)
-                if item.event.is_delete and not state.exists and listed is not None:
+                if item.event.is_delete and not state.exists:
                     retombstone.append(product_id)
-                elif not item.event.is_delete and state.exists and (listed is None or listed < version):
+                elif not item.event.is_delete and state.exists and (listed is None or listed <= version):
                     relist.append(product_id)
                 else:
                     result.stale += 1
@@ -134,15 +149,17 @@ class Pipeline:
 
         own = changed + relist  # products whose own version moved: their list is always emitted
         versions = {pid: item.event.version for pid, item in newest.items()}
-        result.lists, result.recomputed = self._refresh_lists(own, moved, gone, versions)
+        replayed = bool(relist or retombstone)
+        result.lists, result.recomputed = self._refresh_lists(own, moved, gone, versions, emit_all=replayed)
         result.tombstones = gone
         result.event_times = {pid: newest[pid].received_at for pid in [*own, *gone]}
         return result
 
     def _refresh_lists(
-        self, own: list[str], moved: list[str], gone: list[str], versions: dict[str, int]
+        self, own: list[str], moved: list[str], gone: list[str], versions: dict[str, int], *, emit_all: bool
     ) -> tuple[list[StoredList], int]:
-        """Recompute every list the batch can alter (one KNN per product); keep those that changed."""
+        """Recompute every list the batch can alter (one KNN per product); keep those that changed
+        (all of them with ``emit_all``: a replay's earlier records may never have become visible)."""
         targets = set(own)
         if self._refresh.enabled:
             targets |= affected_products(
@@ -160,7 +177,8 @@ class Pipeline:
             for pid, items in fresh.items()
             if pid in versions
             and (
-                pid in own_set
+                emit_all
+                or pid in own_set
                 or pid not in current
                 or not lists_equal(current[pid].items, items, self._refresh.epsilon)
             )
