@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 
+from simstream.chaos import add_chaos_arguments, cmd_chaos
 from simstream.eval_quality import add_eval_arguments, cmd_eval
 from simstream.schemas.settings import Settings
 from simstream.verify import add_verify_arguments, cmd_verify
@@ -103,6 +104,8 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    if args.target in ("redis", "pipeline", "stage"):
+        return _bench_more(args, settings)
     if args.target == "refresh":
         from simstream.bench_refresh import format_refresh_table, run_refresh_bench
 
@@ -116,6 +119,31 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         _print_json(result)
     else:
         print(format_encoder_table(result))
+    return 0
+
+
+def _bench_more(args: argparse.Namespace, settings: Settings) -> int:
+    if args.target == "redis":
+        from simstream.bench_redis import format_redis_table, run_redis_bench
+
+        sizes = [int(size) for size in args.sizes.split(",")]
+        result = run_redis_bench(
+            settings, sizes=sizes, m=args.m, ef_construction=args.ef_construction, ef_runtime=args.ef_runtime,
+            queries=args.queries, encode_budget_s=args.encode_budget_s,
+        )  # fmt: skip
+        print(orjson.dumps(result).decode() if args.json else format_redis_table(result))
+    elif args.target == "pipeline":
+        from simstream.bench_pipeline import format_pipeline_table, run_pipeline_bench
+
+        result = run_pipeline_bench(
+            settings, catalog_limit=args.catalog_limit, backlog=args.backlog, paced_seconds=args.paced_seconds
+        )
+        print(orjson.dumps(result).decode() if args.json else format_pipeline_table(result))
+    else:
+        from simstream.bench_stage import format_stage_table, run_stage_bench
+
+        result = run_stage_bench(settings, n_items=args.n_items, repeats=args.repeats, catalog=args.catalog_limit)
+        print(orjson.dumps(result).decode() if args.json else format_stage_table(result))
     return 0
 
 
@@ -169,7 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
     search.set_defaults(handler=cmd_search)
 
     bench = sub.add_parser("bench", help="benchmarks (print figures; --json for one JSON object)")
-    bench.add_argument("target", choices=["encoder", "refresh"])
+    bench.add_argument("target", choices=["encoder", "refresh", "redis", "pipeline", "stage"])
+    bench.add_argument("--sizes", default="2000,10000", help="redis: index sizes (beyond 2,173: variants)")
+    bench.add_argument("--m", type=int, default=None, help="redis: HNSW M (default: settings)")
+    bench.add_argument("--ef-construction", type=int, default=None, help="redis: HNSW EF_CONSTRUCTION")
+    bench.add_argument("--ef-runtime", type=int, default=None, help="redis: HNSW EF_RUNTIME")
+    bench.add_argument("--queries", type=int, default=200, help="redis: KNN queries per size and kind")
+    bench.add_argument("--encode-budget-s", type=float, default=120.0, help="redis: seconds for re-encoding")
+    bench.add_argument("--catalog-limit", type=int, default=None, help="pipeline/stage: products of the catalog")
+    bench.add_argument("--backlog", type=int, default=400, help="pipeline: updates in the saturating backlog")
+    bench.add_argument("--paced-seconds", type=float, default=15.0, help="pipeline: seconds per paced rate")
     bench.add_argument("--updates", type=int, default=200, help="refresh: updates per mode")
     bench.add_argument("--batch", type=int, default=32, help="refresh: events per batch")
     bench.add_argument("--n-items", type=int, default=512)
@@ -185,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="audit the live state against exact brute force")
     add_verify_arguments(verify)
     verify.set_defaults(handler=cmd_verify)
+
+    chaos = sub.add_parser("chaos", help="fault injection on a private stack: kills, outages, scaling, fuzz")
+    add_chaos_arguments(chaos)
+    chaos.set_defaults(handler=cmd_chaos)
 
     sub.add_parser("demo", help="the main job on the local stack (make demo)").set_defaults(handler=cmd_demo)
     return parser

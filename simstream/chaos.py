@@ -1,0 +1,679 @@
+"""``simstream chaos``: real worker processes on a private stack, broken on purpose, then audited.
+
+Each scenario streams real Abt-Buy products (the first N, ids ``abt-``/``buy-``; the last slice also
+updates a tenth of them to version 2) through ``python -m simstream run`` subprocesses while it
+SIGKILLs workers (kill), stops Redis for a while (redis), restarts the Kafka broker (broker), grows
+the group from 1 to 3 workers and back (scale), or interleaves fuzzed bad records (fuzz); ``steady``
+is the same stream without faults, the throughput baseline. Afterwards it counts what a reader sees:
+
+- ``lost``: published products not stored at their latest version, or without a current list in
+  Redis, or whose last committed output record is missing or older;
+- ``duplicated``: committed list records beyond one per (product, list_version);
+- ``dead_lettered``: committed records of the dead-letter topic;
+- ``verify_ok``: ``simstream verify`` (exact brute force, output topic) within its default thresholds.
+
+The stack (Kafka + Redis with AOF, so Redis data survives its restart) lives in a temporary folder on
+free ports and is stopped at the end; every scenario run has its own topics, group, index and prefix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from simstream.core.audit import Thresholds, threshold_failures
+from simstream.core.errors import SimstreamError
+from simstream.core.list_store import ListStore
+from simstream.core.redis_client import make_redis_client
+from simstream.core.vector_store import RedisVectorStore
+from simstream.devstack import stack
+from simstream.devstack.ports import free_ports
+from simstream.producers.catalog import read_catalog
+from simstream.producers.topics import ensure_topics
+from simstream.schemas.codec import DecodeFailure, decode_event, encode_event
+from simstream.schemas.events import ProductEvent
+from simstream.schemas.settings import Settings, kafka_client_config
+from simstream.schemas.similar_items import SimilarItems
+from simstream.topic_records import duplicated_lists, read_all
+
+Scenario = Literal["steady", "kill", "redis", "broker", "scale", "fuzz"]
+Mode = Literal["eos", "alo"]
+SCENARIOS: tuple[Scenario, ...] = ("steady", "kill", "redis", "broker", "scale", "fuzz")
+Progress = Callable[[str], None]
+SESSION_TIMEOUT_MS = 10_000
+Record = tuple[bytes | None, bytes | None]
+
+# Settings the worker subprocesses get through SIMSTREAM_* variables.
+WORKER_FIELDS = (
+    "kafka_bootstrap",
+    "redis_url",
+    "input_topic",
+    "output_topic",
+    "dlq_topic",
+    "group_id",
+    "redis_prefix",
+    "index_name",
+    "index_alias",
+    "batch_max_wait_ms",
+    "exactly_once",
+    "vector_algorithm",
+    "log_level",
+)
+
+
+class ChaosError(SimstreamError):
+    """A scenario could not be carried out (a wait ran out, a worker died where it must not)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChaosOptions:
+    products: int = 2000
+    kills: int = 5
+    outage_s: float = 10.0
+    bad_records: int = 1000
+    update_fraction: float = 0.1  # products updated to version 2 in the last slice
+    seed: int = 0
+    timeout_s: float = 900.0  # bound of every wait for progress
+
+
+@dataclass(slots=True)
+class ScenarioResult:
+    scenario: str
+    mode: str
+    published: int = 0  # distinct products (at their latest version)
+    processed: int = 0  # of them: stored at the latest version with a current list
+    dead_lettered: int = 0
+    bad_records: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    verify_ok: bool = False
+    verify_failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    products_per_s: float = 0.0
+    worker_restarts: int = 0
+    worker_exit_codes: list[int] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        clean = self.lost == 0 and self.verify_ok and self.dead_lettered == self.bad_records
+        return clean and (self.mode != "eos" or self.duplicated == 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+# --- the private stack -------------------------------------------------------------------------------
+
+
+class ChaosStack:
+    """Kafka + Redis (AOF on) of one chaos run, in ``root``, on free ports; restartable per service."""
+
+    def __init__(self, root: Path, progress: Progress) -> None:
+        kafka_port, controller_port, redis_port = free_ports(3)
+        self.settings = Settings(
+            dev_state_dir=root / "stack",
+            dev_kafka_port=kafka_port,
+            dev_kafka_controller_port=controller_port,
+            dev_redis_port=redis_port,
+            dev_redis_aof=True,  # Redis data must survive the redis scenario's restart
+            dev_stop_timeout_s=30.0,
+        )
+        self.root = root
+        self._progress = progress
+
+    def up(self, services: Sequence[stack.ServiceName] = stack.ALL_SERVICES) -> None:
+        stack.up(self.settings, progress=self._progress, services=services)
+
+    def down(self, services: Sequence[stack.ServiceName] = stack.ALL_SERVICES) -> None:
+        stack.down(self.settings, progress=self._progress, services=services)
+
+    def endpoints(self) -> tuple[str, str]:
+        kafka, redis = stack.status(self.settings)
+        return kafka.endpoint, redis.endpoint
+
+
+@contextmanager
+def chaos_stack(progress: Progress, root: Path | None = None) -> Iterator[ChaosStack]:
+    with tempfile.TemporaryDirectory(prefix="simstream-chaos-") as tmp:
+        started = ChaosStack(root or Path(tmp), progress)
+        try:
+            started.up()
+            yield started
+        finally:
+            started.down()
+
+
+# --- worker subprocesses -----------------------------------------------------------------------------
+
+
+class WorkerProcess:
+    """``python -m simstream run`` with the scenario's settings; its log in the run folder."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.metrics_port = free_ports(1)[0]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        for name in WORKER_FIELDS:
+            env[f"SIMSTREAM_{name.upper()}"] = str(getattr(settings, name))
+        # A SIGKILLed member holds its partitions until its session times out (45 s by default).
+        env["SIMSTREAM_KAFKA_EXTRA"] = orjson.dumps({"session.timeout.ms": str(SESSION_TIMEOUT_MS)}).decode()
+        env["SIMSTREAM_METRICS_PORT"] = str(self.metrics_port)
+        env["SIMSTREAM_METRICS_HOST"] = "127.0.0.1"
+        self._log = log_path.open("ab")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "simstream", "run"], env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def wait_loaded(self, timeout_s: float) -> None:
+        """Until /healthz answers (the model is loaded, the consumer about to subscribe)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/healthz"
+
+        def answers() -> bool:
+            if not self.alive():
+                raise ChaosError(f"worker exited with {self._process.returncode} while starting")
+            with suppress(OSError), urllib.request.urlopen(url, timeout=2) as reply:
+                return int(reply.status) == 200
+            return False
+
+        wait_until(answers, timeout_s, "a worker to load its model")
+
+    def kill(self) -> int:
+        self._process.send_signal(signal.SIGKILL)
+        return self._finish(30)
+
+    def terminate(self, timeout_s: float = 120.0) -> int:
+        if self.alive():
+            self._process.send_signal(signal.SIGTERM)
+        return self._finish(timeout_s)
+
+    def _finish(self, timeout_s: float) -> int:
+        try:
+            code = self._process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            code = self._process.wait(30)
+        self._log.close()
+        return code
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.25) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise ChaosError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+# --- the input stream ---------------------------------------------------------------------------------
+
+
+def abt_buy_products(count: int) -> list[tuple[str, dict[str, Any]]]:
+    from simstream.demo import sample_catalog
+
+    abt, buy = sample_catalog()
+    rows = [*read_catalog(abt, id_prefix="abt-"), *read_catalog(buy, id_prefix="buy-")]
+    return [(row.product_id, row.product) for row in rows[:count]]
+
+
+def product_event(product_id: str, version: int, product: dict[str, Any]) -> ProductEvent:
+    return ProductEvent.model_validate(
+        {
+            "schema": "product.v1",
+            "type": "product.created" if version == 1 else "product.updated",
+            "event_id": str(uuid.uuid4()),
+            "product_id": product_id,
+            "version": version,
+            "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "product": product,
+        }
+    )
+
+
+def fuzzed_bad_records(count: int, seed: int, max_bytes: int) -> list[Record]:
+    """``count`` records that the worker must dead-letter: raw bytes, broken JSON, fields of the wrong type.
+
+    Generated with hypothesis strategies (a dev dependency: imported only here); every candidate is
+    run through the real decoder and kept only if it fails, so the expected dead-letter count is exact.
+    """
+    from hypothesis import HealthCheck, Phase, given
+    from hypothesis import seed as hypothesis_seed
+    from hypothesis import settings as hypothesis_settings
+    from hypothesis import strategies as st
+
+    good = orjson.loads(encode_event(product_event("fuzz", 1, {"title": "Fuzz"})))
+    wrong = st.one_of(
+        st.integers(-(2**63), 2**63 - 1),
+        st.text(max_size=20),
+        st.none(),
+        st.booleans(),
+        st.lists(st.integers(0, 9), max_size=3),
+    )
+    fields = st.sampled_from(["schema", "type", "event_id", "product_id", "version", "occurred_at", "product"])
+
+    def mutated(name: str, value: object) -> bytes:
+        return orjson.dumps({**good, name: value})
+
+    values = st.one_of(
+        st.binary(max_size=256),
+        st.text(max_size=200).map(lambda t: ("{" + t).encode()),
+        st.builds(mutated, fields, wrong),
+    )
+    found: list[bytes] = []
+
+    @hypothesis_seed(seed)
+    @hypothesis_settings(
+        max_examples=max(10, count),
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(values)
+    def collect(value: bytes) -> None:
+        found.append(value)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        collect()
+    records: list[Record] = []
+    for index, value in enumerate(found * (count // max(1, len(found)) + 2)):
+        key = f"fuzz-{index}".encode()
+        if isinstance(decode_event(key, value, max_bytes=max_bytes), DecodeFailure):
+            records.append((key, value))
+        if len(records) == count:
+            break
+    if len(records) < count:
+        raise ChaosError(f"only {len(records)} of {count} fuzzed records are invalid")
+    return records
+
+
+def publish_records(settings: Settings, records: Sequence[Record]) -> None:
+    producer = Producer({**kafka_client_config(settings), "enable.idempotence": True, "linger.ms": 5})
+    for key, value in records:
+        while True:
+            try:
+                producer.produce(settings.input_topic, key=key, value=value)
+                producer.poll(0)
+                break
+            except BufferError:
+                producer.poll(0.2)
+    left = producer.flush(120)
+    if left:
+        raise ChaosError(f"{left} input records not delivered")
+
+
+# --- one scenario run ----------------------------------------------------------------------------------
+
+
+class ScenarioRun:
+    """One scenario in one mode: its names, its workers, its stream, and the audit at the end."""
+
+    def __init__(self, chaos: ChaosStack, scenario: Scenario, mode: Mode, options: ChaosOptions) -> None:
+        kafka, redis_url = chaos.endpoints()
+        name = f"chaos-{scenario}-{mode}-{uuid.uuid4().hex[:6]}"
+        self.settings = Settings(
+            kafka_bootstrap=kafka,
+            redis_url=redis_url,
+            input_topic=f"{name}.products",
+            output_topic=f"{name}.similar-items",
+            dlq_topic=f"{name}.products.dlq",
+            group_id=f"{name}.worker",
+            redis_prefix=f"{name}:",
+            index_name=f"{name}-idx-v1",
+            index_alias=f"{name}-idx",
+            batch_max_wait_ms=100,
+            exactly_once=mode == "eos",
+            vector_algorithm="FLAT",  # exact KNN: verify's brute force must agree
+        )
+        self.chaos = chaos
+        self.options = options
+        self.random = random.Random(options.seed)
+        self.result = ScenarioResult(scenario=scenario, mode=mode)
+        self.latest: dict[str, int] = {}
+        self.workers: list[WorkerProcess] = []
+        self._logs = chaos.root / "logs"
+        self._logs.mkdir(parents=True, exist_ok=True)
+        self._name = name
+        self._started = 0.0
+        self._spawned = 0
+        ensure_topics(self.settings)
+
+    # workers
+    def start_worker(self, *, wait: bool = True) -> WorkerProcess:
+        self._spawned += 1
+        worker = WorkerProcess(self.settings, self._logs / f"{self._name}-w{self._spawned}.log")
+        self.workers.append(worker)
+        if wait:
+            worker.wait_loaded(self.options.timeout_s)
+        return worker
+
+    def kill_and_restart(self, worker: WorkerProcess) -> WorkerProcess:
+        self.workers.remove(worker)
+        self.result.worker_exit_codes.append(worker.kill())
+        self.result.worker_restarts += 1
+        return self.start_worker(wait=False)
+
+    def stop_worker(self, worker: WorkerProcess) -> None:
+        self.workers.remove(worker)
+        code = worker.terminate()
+        self.result.worker_exit_codes.append(code)
+        if code != 0:
+            raise ChaosError(f"a worker exited with {code} on SIGTERM; see {self._logs}")
+
+    def require_alive(self) -> None:
+        dead = [w for w in self.workers if not w.alive()]
+        if dead:
+            raise ChaosError(f"{len(dead)} worker(s) died; see the logs in {self._logs}")
+
+    # the stream
+    def publish(self, events: Sequence[ProductEvent], extra: Sequence[Record] = ()) -> None:
+        if not self._started:
+            self._started = time.monotonic()
+        records: list[Record] = [(e.product_id.encode(), encode_event(e)) for e in events]
+        if extra:
+            # Interleave: bad records scattered among the good ones, in a seeded order.
+            records = [*records, *extra]
+            self.random.shuffle(records)
+        publish_records(self.settings, records)
+        for e in events:
+            self.latest[e.product_id] = max(self.latest.get(e.product_id, 0), e.version)
+
+    def slices(self, count: int) -> list[list[ProductEvent]]:
+        """The products as ``count`` slices of version-1 events; the last also updates some to version 2."""
+        products = abt_buy_products(self.options.products)
+        size = max(1, -(-len(products) // count))
+        parts = [
+            [product_event(pid, 1, product) for pid, product in products[i : i + size]]
+            for i in range(0, len(products), size)
+        ]
+        while len(parts) < count:
+            parts.append([])
+        updated = self.random.sample(products, int(len(products) * self.options.update_fraction))
+        parts[-1] += [product_event(pid, 2, {**product, "price": 1.0 + i}) for i, (pid, product) in enumerate(updated)]
+        return parts
+
+    def stored(self) -> int:
+        """Products stored so far (any version); 0 while Redis is away."""
+        try:
+            return RedisVectorStore.from_settings(self.settings).count()
+        except SimstreamError:
+            return 0
+
+    def wait_stored(self, at_least: int) -> None:
+        def reached() -> bool:
+            self.require_alive()
+            return self.stored() >= at_least
+
+        wait_until(reached, self.options.timeout_s, f"{at_least} products stored")
+
+    def wait_done(self) -> None:
+        """Every product at its latest version with a current list, and every input offset committed."""
+
+        def done() -> bool:
+            self.require_alive()
+            return self._processed() == len(self.latest) and group_lag(self.settings) == 0
+
+        wait_until(done, self.options.timeout_s, "every product to be processed", interval_s=0.5)
+        self.result.seconds = time.monotonic() - self._started
+
+    def _processed(self) -> int:
+        try:
+            client = make_redis_client(self.settings)
+            ids = sorted(self.latest)
+            states = RedisVectorStore.from_settings(self.settings, client).states(ids)
+            lists = ListStore.from_settings(self.settings, client).read_lists(ids)
+        except SimstreamError:
+            return 0
+        return sum(
+            1
+            for pid in ids
+            if (state := states.get(pid)) is not None
+            and state.exists
+            and state.version == self.latest[pid]
+            and pid in lists
+            and lists[pid].source_version >= self.latest[pid]
+        )
+
+    # the audit
+    def finish(self) -> ScenarioResult:
+        for worker in list(self.workers):
+            self.stop_worker(worker)
+        from simstream.verify import run_verify
+
+        result = self.result
+        result.published = len(self.latest)
+        result.processed = self._processed()
+        committed = read_all(self.settings, self.settings.output_topic)
+        last: dict[str, bytes | None] = {}
+        for record in committed:
+            if record.key is not None:
+                last[record.key.decode()] = record.value
+        output_ok = sum(
+            1
+            for pid, version in self.latest.items()
+            if (value := last.get(pid)) is not None
+            and SimilarItems.model_validate_json(value).source_version >= version
+        )
+        result.lost = result.published - min(result.processed, output_ok)
+        result.duplicated = duplicated_lists(committed)
+        result.dead_lettered = len(read_all(self.settings, self.settings.dlq_topic))
+        report = run_verify(self.settings)
+        result.verify_failures = threshold_failures(report, Thresholds())
+        result.verify_ok = not result.verify_failures
+        result.products_per_s = result.published / result.seconds if result.seconds else 0.0
+        return result
+
+    def abandon(self) -> None:
+        for worker in self.workers:
+            if worker.alive():
+                worker.kill()
+
+
+def group_lag(settings: Settings) -> int:
+    """Input records not yet committed by the group (committed transactionally or not)."""
+    probe = Consumer(
+        {
+            **kafka_client_config(settings),
+            "group.id": settings.group_id,
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        metadata = probe.list_topics(settings.input_topic, timeout=10).topics[settings.input_topic]
+        partitions = [TopicPartition(settings.input_topic, p) for p in metadata.partitions]
+        lag = 0
+        for committed in probe.committed(partitions, timeout=10):
+            # read_committed: the last stable offset; transaction markers count as offsets too.
+            _, high = probe.get_watermark_offsets(committed, timeout=10, cached=False)
+            lag += max(0, high - max(committed.offset, 0))
+        return lag
+    except (KafkaException, KeyError):  # a restarting broker answers with errors: not done yet
+        return -1
+    finally:
+        probe.close()
+
+
+# --- the scenarios --------------------------------------------------------------------------------------
+
+
+def run_steady(run: ScenarioRun) -> None:
+    run.start_worker()
+    (events,) = run.slices(1)
+    run.publish(events)
+    run.wait_done()
+
+
+def run_kill(run: ScenarioRun) -> None:
+    worker = run.start_worker()
+    parts = run.slices(run.options.kills + 1)
+    for part in parts[:-1]:
+        before = run.stored()
+        run.publish(part)
+        # A random moment inside this slice's processing: somewhere between 10 % and 90 % of it stored.
+        run.wait_stored(before + max(1, int(len(part) * run.random.uniform(0.1, 0.9))))
+        worker = run.kill_and_restart(worker)
+    run.publish(parts[-1])
+    run.wait_done()
+
+
+def run_redis_outage(run: ScenarioRun) -> None:
+    run.start_worker()
+    first, second = run.slices(2)
+    run.publish(first)
+    run.wait_stored(max(1, len(first) // 3))
+    run.chaos.down(["redis"])
+    run.publish(second)  # Kafka is up: the stream goes on while Redis is away
+    deadline = time.monotonic() + run.options.outage_s
+    while time.monotonic() < deadline:
+        run.require_alive()
+        time.sleep(0.5)
+    run.chaos.up(["redis"])
+    run.wait_done()
+
+
+def run_broker_restart(run: ScenarioRun) -> None:
+    run.start_worker()
+    first, second = run.slices(2)
+    run.publish(first)
+    run.wait_stored(max(1, len(first) // 3))
+    run.chaos.down(["kafka"])
+    run.require_alive()
+    run.chaos.up(["kafka"])
+    run.publish(second)
+    run.wait_done()
+
+
+def run_scale(run: ScenarioRun) -> None:
+    run.start_worker()
+    first, second, third = run.slices(3)
+    run.publish(first)
+    run.wait_stored(max(1, len(first) // 3))
+    extra = [run.start_worker(wait=False), run.start_worker(wait=False)]
+    run.publish(second)
+    for worker in extra:
+        worker.wait_loaded(run.options.timeout_s)
+    run.wait_stored(len(first) + len(second) // 2)
+    for worker in extra:
+        run.stop_worker(worker)
+    run.publish(third)
+    run.wait_done()
+
+
+def run_fuzz(run: ScenarioRun) -> None:
+    run.start_worker()
+    (events,) = run.slices(1)
+    bad = fuzzed_bad_records(run.options.bad_records, run.options.seed, run.settings.max_event_bytes)
+    run.result.bad_records = len(bad)
+    run.publish(events, extra=bad)
+    run.wait_done()
+
+
+RUNNERS: dict[Scenario, Callable[[ScenarioRun], None]] = {
+    "steady": run_steady,
+    "kill": run_kill,
+    "redis": run_redis_outage,
+    "broker": run_broker_restart,
+    "scale": run_scale,
+    "fuzz": run_fuzz,
+}
+
+
+def run_scenario(chaos: ChaosStack, scenario: Scenario, mode: Mode, options: ChaosOptions) -> ScenarioResult:
+    run = ScenarioRun(chaos, scenario, mode, options)
+    try:
+        RUNNERS[scenario](run)
+        return run.finish()
+    finally:
+        run.abandon()
+
+
+def run_chaos(
+    scenarios: Sequence[Scenario], modes: Sequence[Mode], options: ChaosOptions, progress: Progress
+) -> list[ScenarioResult]:
+    results: list[ScenarioResult] = []
+    with chaos_stack(progress) as chaos:
+        for mode in modes:
+            for scenario in scenarios:
+                progress(f"chaos: {scenario} ({mode}), {options.products} products")
+                result = run_scenario(chaos, scenario, mode, options)
+                progress(f"chaos: {scenario} ({mode}): {format_row(result)}")
+                results.append(result)
+    return results
+
+
+# --- the command ------------------------------------------------------------------------------------------
+
+HEADER = (
+    f"{'scenario':<8} {'mode':<4} {'published':>9} {'processed':>9} {'dead':>5} {'lost':>4} "
+    f"{'dup':>4} {'verify':>6} {'seconds':>8} {'prod/s':>7} {'ok':>3}"
+)
+
+
+def format_row(r: ScenarioResult) -> str:
+    return (
+        f"{r.scenario:<8} {r.mode:<4} {r.published:>9} {r.processed:>9} {r.dead_lettered:>5} {r.lost:>4} "
+        f"{r.duplicated:>4} {'ok' if r.verify_ok else 'FAIL':>6} {r.seconds:>8.1f} {r.products_per_s:>7.1f} "
+        f"{'yes' if r.ok else 'NO':>3}"
+    )
+
+
+def add_chaos_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
+    parser.add_argument("--mode", choices=["eos", "alo", "both"], default="eos")
+    parser.add_argument("--products", type=int, default=2000, help="the first N Abt-Buy offers (at most 2173)")
+    parser.add_argument("--kills", type=int, default=5, help="kill: SIGKILLs during the stream")
+    parser.add_argument("--outage", type=float, default=10.0, metavar="S", help="redis: seconds Redis stays down")
+    parser.add_argument("--bad-records", type=int, default=1000, help="fuzz: bad records interleaved")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=900.0, metavar="S", help="bound of every wait")
+    parser.add_argument("--json", action="store_true", help="print a JSON list, one object per run")
+
+
+def cmd_chaos(args: argparse.Namespace, settings: Settings) -> int:
+    scenarios: list[Scenario] = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    modes: list[Mode] = ["eos", "alo"] if args.mode == "both" else [args.mode]
+    options = ChaosOptions(
+        products=args.products,
+        kills=args.kills,
+        outage_s=args.outage,
+        bad_records=args.bad_records,
+        seed=args.seed,
+        timeout_s=args.timeout,
+    )
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        results = run_chaos(scenarios, modes, options, progress)
+    except SimstreamError as exc:
+        print(f"simstream chaos: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        sys.stdout.write(orjson.dumps([r.as_dict() for r in results], option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(HEADER)
+        for result in results:
+            print(format_row(result))
+    return 0 if all(r.ok for r in results) else 1
