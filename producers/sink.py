@@ -11,10 +11,13 @@ retriable ones are retried in place, abortable ones surface as :class:`Transacti
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -32,6 +35,27 @@ T = TypeVar("T")
 TXN_TIMEOUT_S = 30.0
 # Retriable transaction calls (coordinator moving, broker restarting) are retried in place this long.
 TXN_RETRY_BUDGET_S = 120.0
+# librdkafka's send_offsets_to_transaction can block past its timeout when the group coordinator
+# moves (a broker restart; librdkafka issues 5456 and 5511). Python cannot interrupt that C call, so a
+# watchdog ends the process: nothing of the batch was committed, and the restarted worker replays it.
+WATCHDOG_GRACE_S = 30.0
+WATCHDOG_EXIT_CODE = 70  # EX_SOFTWARE: a supervisor (Kubernetes, compose, chaos) restarts the worker
+
+
+@contextlib.contextmanager
+def exit_if_stuck(what: str, seconds: float) -> Iterator[None]:
+    def fire() -> None:
+        log.critical("%s still blocked after %.0f s: exiting so that a restart replays the batch", what, seconds)
+        logging.shutdown()
+        os._exit(WATCHDOG_EXIT_CODE)
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 class DeliveryError(SimstreamError):
@@ -66,13 +90,14 @@ def producer_config(settings: Settings, transactional_id: str | None) -> dict[st
     }
     if transactional_id is not None:
         config["transactional.id"] = transactional_id
-        config["transaction.timeout.ms"] = 60_000
+        config["transaction.timeout.ms"] = settings.transaction_timeout_ms
     return config
 
 
 def new_transactional_id(settings: Settings) -> str:
-    # Unique per instance: with KIP-447 fencing goes through the group generation, not a fixed id.
-    return f"{settings.group_id}-{uuid.uuid4().hex[:12]}"
+    # KIP-447: zombie fencing goes through the group generation, so any unique id is safe. A stable
+    # worker_id also lets a restarted instance abort its predecessor's open transaction at once.
+    return f"{settings.group_id}-{settings.worker_id or uuid.uuid4().hex[:12]}"
 
 
 class KafkaSink:
@@ -117,7 +142,8 @@ class KafkaSink:
         deadline = time.monotonic() + TXN_RETRY_BUDGET_S
         while True:
             try:
-                return call()
+                with exit_if_stuck(what, TXN_TIMEOUT_S + WATCHDOG_GRACE_S):
+                    return call()
             except KafkaException as exc:
                 error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
                 if error is None or error.fatal():

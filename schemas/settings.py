@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     dlq_topic: str = "products.dlq"
     group_id: str = "simstream"
     exactly_once: bool = False
+    # This instance's stable name (a pod name): in exactly-once mode it names the transactional.id,
+    # so a restarted instance fences its killed predecessor and aborts its open transaction at once
+    # (unset: a random id, and a dead instance's transaction blocks read_committed readers until
+    # transaction_timeout_ms). Two live instances must never share one.
+    worker_id: str | None = None
+    transaction_timeout_ms: int = Field(default=30_000, ge=1000)
     # Larger input records are dead-lettered as too_large (Kafka's default message.max.bytes is ~1 MiB).
     max_event_bytes: int = Field(default=1_048_576, ge=1024)
 

@@ -47,6 +47,7 @@ from simstream.core.vector_store import RedisVectorStore
 from simstream.devstack import stack
 from simstream.devstack.ports import free_ports
 from simstream.producers.catalog import read_catalog
+from simstream.producers.sink import WATCHDOG_EXIT_CODE
 from simstream.producers.topics import ensure_topics
 from simstream.schemas.codec import DecodeFailure, decode_event, encode_event
 from simstream.schemas.events import ProductEvent
@@ -167,9 +168,10 @@ def chaos_stack(progress: Progress, root: Path | None = None) -> Iterator[ChaosS
 class WorkerProcess:
     """``python -m simstream run`` with the scenario's settings; its log in the run folder."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path, slot: str) -> None:
+        self.slot = slot
         self.metrics_port = free_ports(1)[0]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "SIMSTREAM_WORKER_ID": slot}
         for name in WORKER_FIELDS:
             env[f"SIMSTREAM_{name.upper()}"] = str(getattr(settings, name))
         # A SIGKILLed member holds its partitions until its session times out (45 s by default).
@@ -183,6 +185,9 @@ class WorkerProcess:
 
     def alive(self) -> bool:
         return self._process.poll() is None
+
+    def exit_code(self) -> int | None:
+        return self._process.poll()
 
     def wait_loaded(self, timeout_s: float) -> None:
         """Until /healthz answers (the model is loaded, the consumer about to subscribe)."""
@@ -359,9 +364,11 @@ class ScenarioRun:
         ensure_topics(self.settings)
 
     # workers
-    def start_worker(self, *, wait: bool = True) -> WorkerProcess:
+    def start_worker(self, *, wait: bool = True, slot: str | None = None) -> WorkerProcess:
+        """A worker process; a restart takes the slot (the stable worker_id) of the one it replaces."""
         self._spawned += 1
-        worker = WorkerProcess(self.settings, self._logs / f"{self._name}-w{self._spawned}.log")
+        slot = slot or f"slot{self._spawned}"
+        worker = WorkerProcess(self.settings, self._logs / f"{self._name}-w{self._spawned}.log", slot)
         self.workers.append(worker)
         if wait:
             worker.wait_loaded(self.options.timeout_s)
@@ -371,7 +378,7 @@ class ScenarioRun:
         self.workers.remove(worker)
         self.result.worker_exit_codes.append(worker.kill())
         self.result.worker_restarts += 1
-        return self.start_worker(wait=False)
+        return self.start_worker(wait=False, slot=worker.slot)
 
     def stop_worker(self, worker: WorkerProcess) -> None:
         self.workers.remove(worker)
@@ -426,10 +433,22 @@ class ScenarioRun:
 
         wait_until(reached, self.options.timeout_s, f"{at_least} products stored")
 
+    def restart_watchdog_exits(self) -> None:
+        """Act as the supervisor would: a worker that ended itself with the watchdog's exit code (a
+        transactional call stuck in librdkafka) is started again; any other death is a failure."""
+        for worker in [w for w in self.workers if not w.alive()]:
+            if worker.exit_code() != WATCHDOG_EXIT_CODE:
+                continue
+            self.workers.remove(worker)
+            self.result.worker_exit_codes.append(WATCHDOG_EXIT_CODE)
+            self.result.worker_restarts += 1
+            self.start_worker(wait=False, slot=worker.slot)
+
     def wait_done(self) -> None:
         """Every product at its latest version with a current list, and every input offset committed."""
 
         def done() -> bool:
+            self.restart_watchdog_exits()
             self.require_alive()
             return self._processed() == len(self.latest) and group_lag(self.settings) == 0
 

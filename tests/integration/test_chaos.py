@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from simstream.chaos import ChaosOptions, ChaosStack, Mode, Scenario, chaos_stack, run_scenario
+from simstream.producers.sink import WATCHDOG_EXIT_CODE
 
 pytestmark = pytest.mark.integration
 
@@ -24,8 +25,10 @@ def chaos() -> Iterator[ChaosStack]:
     [
         ("kill", "eos", ChaosOptions(products=240, kills=2, timeout_s=300)),
         ("redis", "alo", ChaosOptions(products=150, outage_s=10, timeout_s=300)),
-        # EOS: librdkafka 2.16 send_offsets_to_transaction hung past its timeout across a broker restart.
         ("broker", "alo", ChaosOptions(products=150, timeout_s=300)),
+        # EOS: librdkafka can block in send_offsets_to_transaction when the coordinator moves; the
+        # worker's watchdog then exits (70) and the scenario restarts it, as a supervisor would.
+        ("broker", "eos", ChaosOptions(products=150, timeout_s=300)),
         ("scale", "alo", ChaosOptions(products=240, timeout_s=300)),
         ("fuzz", "eos", ChaosOptions(products=100, bad_records=200, timeout_s=300)),
     ],
@@ -43,5 +46,7 @@ def test_scenario_loses_nothing(chaos: ChaosStack, scenario: Scenario, mode: Mod
         assert result.duplicated == 0
     if scenario == "kill":
         assert result.worker_restarts == options.kills
-    # Workers stopped with SIGTERM at the end (and in scale) exit cleanly; killed ones by SIGKILL.
-    assert all(code in (0, -9) for code in result.worker_exit_codes)
+    # Workers stopped with SIGTERM at the end (and in scale) exit cleanly; killed ones by SIGKILL;
+    # only a broker restart may trip the transactional watchdog.
+    allowed = {0, -9, WATCHDOG_EXIT_CODE} if scenario == "broker" else {0, -9}
+    assert set(result.worker_exit_codes) <= allowed, result.worker_exit_codes
