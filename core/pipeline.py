@@ -148,7 +148,9 @@ class Pipeline:
         result.deleted = len(gone)
 
         own = changed + relist  # products whose own version moved: their list is always emitted
-        versions = {pid: item.event.version for pid, item in newest.items()}
+        # Only the versions this batch made current: a stale event's version must never label a list
+        # (a neighbour refresh of that product reads its stored version instead).
+        versions = {pid: newest[pid].event.version for pid in own}
         replayed = bool(relist or retombstone)
         result.lists, result.recomputed = self._refresh_lists(own, moved, gone, versions, emit_all=replayed)
         result.tombstones = gone

@@ -194,3 +194,24 @@ def test_a_deleted_product_leaves_every_list_that_held_it_and_is_replaced(
     assert read_last_records(flat_settings)["p5"] is None  # tombstone on the output topic
     report = run_verify(flat_settings)
     assert report.deleted_in_lists == 0 and report.overlap_at_k_min == 1.0
+
+
+def test_a_stale_event_never_labels_a_refreshed_list_with_its_old_version(
+    flat_settings: Settings, default_encoder: TransformerEncoder
+) -> None:
+    lists = ListStore.from_settings(flat_settings, make_redis_client(flat_settings))
+    with RunningWorker(flat_settings, default_encoder) as running:
+        publish(flat_settings, [event(f"p{i}", 1, ROWS[i]) for i in range(CATALOG_SIZE)])
+        drain(flat_settings, running)
+        publish(flat_settings, [event("p3", 2, {**ROWS[3], "price": 1.0})])
+        drain(flat_settings, running)
+        # In one batch: p3's old version again (stale) and a near copy of p3, whose arrival refreshes
+        # p3's list: that list must carry p3's stored version, 2, not the stale event's 1.
+        publish(
+            flat_settings, [event("p3", 1, ROWS[3]), event("twin", 1, {**ROWS[3], "title": ROWS[3]["title"] + " X"})]
+        )
+        drain(flat_settings, running)
+    p3 = lists.read_list("p3")
+    assert p3 is not None and "twin" in {n.product_id for n in p3.items}
+    assert p3.source_version == 2
+    assert decode_similar_items(read_last_records(flat_settings)["p3"] or b"").source_version == 2
