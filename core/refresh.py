@@ -8,28 +8,15 @@ list (Q's list is shorter than K, or P scores above Q's K-th item).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from simstream.core.list_store import StoredList
-from simstream.core.similarity import SimilarityPolicy
-from simstream.core.vector_store import KnnFilter, Neighbor, Vector
+from simstream.core.similarity import NeighborSource, SimilarityPolicy
+from simstream.core.vector_store import KnnFilter, Neighbor
 
 WEAK_FETCH_FACTOR = 4
 WEAK_FETCH_CAP = 3200  # bounds one changed product's reverse search (the design's bounded fan-out)
-
-
-class RefreshStore(Protocol):
-    def embeddings(self, ids: Sequence[str]) -> dict[str, Vector]: ...
-    def metadata(self, ids: Sequence[str]) -> dict[str, dict[str, str]]: ...
-    def knn_many(
-        self,
-        queries: Sequence[tuple[str, Vector]],
-        k: int,
-        *,
-        flt: KnnFilter | None = None,
-        filters: Mapping[str, KnnFilter] | None = None,
-    ) -> dict[str, list[Neighbor]]: ...
 
 
 class RefreshLists(Protocol):
@@ -47,7 +34,7 @@ def admits(stored: StoredList | None, score: float, policy: SimilarityPolicy) ->
 
 
 def affected_products(
-    store: RefreshStore,
+    store: NeighborSource,
     lists: RefreshLists,
     changed: Collection[str],
     deleted: Collection[str],
