@@ -8,16 +8,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from confluent_kafka import KafkaError, Message, Producer
 from tqdm import tqdm
 
 from simstream.producers.catalog import CatalogFormat, CatalogRow, read_catalog
 from simstream.schemas.codec import encode_event
+from simstream.schemas.events import EventType as ProductEventType
 from simstream.schemas.events import ProductEvent
 from simstream.schemas.settings import Settings, kafka_client_config
 
+# What a catalog publish may say; deletes are not rows of a catalog file.
 EventType = Literal["product.created", "product.updated"]
 
 
@@ -29,17 +31,40 @@ class PublishReport:
     first_errors: tuple[str, ...]
 
 
-def event_for(row: CatalogRow, *, version: int, event_type: EventType) -> ProductEvent:
+def product_event(
+    product_id: str,
+    version: int,
+    product_fields: dict[str, Any] | None,
+    *,
+    event_type: ProductEventType | None = None,
+) -> ProductEvent:
+    """A ``product.v1`` event stamped now with a fresh event_id; ValueError when it would not be valid.
+
+    Without ``event_type``: a delete when there are no product fields, a create at version 1, an update
+    after that.
+    """
+    if event_type is None:
+        if product_fields is None:
+            event_type = "product.deleted"
+        else:
+            event_type = "product.created" if version == 1 else "product.updated"
     return ProductEvent.model_validate(
         {
             "schema": "product.v1",
             "type": event_type,
             "event_id": str(uuid.uuid4()),
-            "product_id": row.product_id,
-            "version": row.version if row.version is not None else version,
+            "product_id": product_id,
+            "version": version,
             "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            "product": row.product,
+            "product": product_fields,
         }
+    )
+
+
+def event_for(row: CatalogRow, *, version: int, event_type: EventType) -> ProductEvent:
+    """The event of a catalog row; the row's own version wins over the run's ``version``."""
+    return product_event(
+        row.product_id, row.version if row.version is not None else version, row.product, event_type=event_type
     )
 
 

@@ -18,7 +18,6 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -28,12 +27,12 @@ from simstream.bench_redis import percentile, perturb_text
 from simstream.consumers.stats import WorkerStats
 from simstream.consumers.worker import Worker, build_worker
 from simstream.core.encoder import Encoder, TransformerEncoder
-from simstream.core.errors import SimstreamError, StoreError
-from simstream.core.redis_client import make_redis_client
+from simstream.core.errors import SimstreamError
+from simstream.core.namespace import clear_redis_namespace, namespace_fields
 from simstream.core.text import build_text
-from simstream.core.vector_store import RedisVectorStore
 from simstream.demo import sample_catalog
 from simstream.producers.catalog import CatalogRow, read_catalog
+from simstream.producers.publish import product_event
 from simstream.schemas.codec import encode_event
 from simstream.schemas.events import ProductEvent
 from simstream.schemas.settings import Settings, kafka_client_config
@@ -44,20 +43,6 @@ DRAIN_TIMEOUT_S = 600.0
 
 class BenchError(SimstreamError):
     """The benchmark could not complete (the worker crashed or a phase did not drain in time)."""
-
-
-def _event(product_id: str, version: int, product: dict[str, Any]) -> ProductEvent:
-    return ProductEvent.model_validate(
-        {
-            "schema": "product.v1",
-            "type": "product.created" if version == 1 else "product.updated",
-            "event_id": str(uuid.uuid4()),
-            "product_id": product_id,
-            "version": version,
-            "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            "product": product,
-        }
-    )
 
 
 def paced_schedule(count: int, rate: float) -> list[float]:
@@ -127,27 +112,11 @@ def _publish(producer: Producer, topic: str, events: Sequence[ProductEvent], off
 
 
 def _private(settings: Settings) -> Settings:
-    name = f"bench-pipe-{uuid.uuid4().hex[:8]}"
-    return settings.model_copy(
-        update={
-            "input_topic": f"{name}.products",
-            "output_topic": f"{name}.similar-items",
-            "dlq_topic": f"{name}.products.dlq",
-            "group_id": f"{name}.worker",
-            "redis_prefix": f"{name}:",
-            "index_name": f"{name}-idx",
-            "index_alias": f"{name}-alias",
-            "metrics_port": None,
-        }
-    )
+    return settings.model_copy(update={**namespace_fields(f"bench-pipe-{uuid.uuid4().hex[:8]}"), "metrics_port": None})
 
 
 def _cleanup(settings: Settings) -> None:
-    client = make_redis_client(settings)
-    with contextlib.suppress(StoreError):
-        RedisVectorStore.from_settings(settings, client).drop_index(delete_documents=True)
-    for key in client.scan_iter(match=f"{settings.redis_prefix}*", count=1000):
-        client.delete(key)
+    clear_redis_namespace(settings)
     admin = AdminClient(kafka_client_config(settings))
     topics = [settings.input_topic, settings.output_topic, settings.dlq_topic]
     for future in admin.delete_topics(topics, operation_timeout=30).values():
@@ -191,7 +160,7 @@ def run_pipeline_bench(
         for row in (rng.choice(rows) for _ in range(count)):
             versions[row.product_id] += 1
             edited = {**row.product, "title": perturb_text(row.product["title"], rng)}
-            events.append(_event(row.product_id, versions[row.product_id], edited))
+            events.append(product_event(row.product_id, versions[row.product_id], edited))
         return events
 
     result: dict[str, Any] = {}
@@ -210,7 +179,7 @@ def run_pipeline_bench(
             result[name] = {"events": len(events), "products_per_s": round(rate, 2)}
             return rate
 
-        drain("load", [_event(row.product_id, 1, row.product) for row in rows])
+        drain("load", [product_event(row.product_id, 1, row.product) for row in rows])
         saturate_events = updates(backlog)
         sustained = drain("saturate", saturate_events)
         for fraction in PACED_FRACTIONS:

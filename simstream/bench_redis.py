@@ -13,7 +13,6 @@ Recall@10 is against numpy's exact search over the same vectors (and the same fi
 
 from __future__ import annotations
 
-import contextlib
 import random
 import statistics
 import time
@@ -26,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from simstream.core.encoder import Encoder, TransformerEncoder
-from simstream.core.errors import StoreError
+from simstream.core.namespace import clear_redis_namespace
 from simstream.core.redis_client import make_redis_client
 from simstream.core.text import build_text
 from simstream.core.vector_store import KnnFilter, ProductWrite, RedisVectorStore
@@ -204,10 +203,7 @@ def bench_one_size(
         filtered_picks = rng.sample(priced, min(queries, len(priced))) if priced else []
         filtered = _query_run(store, vectors, filtered_picks, filtered=True, prices=corpus.prices[:size])
     finally:
-        with contextlib.suppress(StoreError):
-            store.drop_index(delete_documents=True)
-        for key in client.scan_iter(match=f"{settings.redis_prefix}*", count=1000):
-            client.delete(key)
+        clear_redis_namespace(settings, client)
     return {
         "vectors": size,
         "ingest_s": round(ingest_s, 3),

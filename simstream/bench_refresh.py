@@ -7,7 +7,6 @@ off, and report updates/s and the average number of lists recomputed and emitted
 
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 import uuid
@@ -15,32 +14,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from simstream.core.encoder import Encoder, TransformerEncoder
-from simstream.core.errors import StoreError
 from simstream.core.list_store import ListStore
+from simstream.core.namespace import clear_redis_namespace
 from simstream.core.pipeline import Inbound, Pipeline, RefreshPolicy
 from simstream.core.redis_client import make_redis_client
 from simstream.core.similarity import SimilarityPolicy
 from simstream.core.vector_store import RedisVectorStore
 from simstream.demo import sample_catalog
 from simstream.producers.catalog import read_catalog
+from simstream.producers.publish import product_event
 from simstream.schemas.events import ProductEvent
 from simstream.schemas.settings import Settings
 
 LOAD_BATCH = 64
-
-
-def _event(product_id: str, version: int, product: dict[str, Any]) -> ProductEvent:
-    return ProductEvent.model_validate(
-        {
-            "schema": "product.v1",
-            "type": "product.updated",
-            "event_id": str(uuid.uuid4()),
-            "product_id": product_id,
-            "version": version,
-            "occurred_at": "2026-11-29T12:00:00Z",
-            "product": product,
-        }
-    )
 
 
 def _edit(product: dict[str, Any], rng: random.Random) -> dict[str, Any]:
@@ -94,15 +80,16 @@ def run_refresh_bench(
     rows = [*read_catalog(abt, id_prefix="abt-"), *read_catalog(buy, id_prefix="buy-")]
     rng = random.Random(seed)
     try:
-        load = _run(pipeline(True), [_event(r.product_id, 1, r.product) for r in rows], LOAD_BATCH)
+        load = _run(pipeline(True), [product_event(r.product_id, 1, r.product) for r in rows], LOAD_BATCH)
         picked = rng.sample(rows, 2 * updates)
-        on = _run(pipeline(True), [_event(r.product_id, 2, _edit(r.product, rng)) for r in picked[:updates]], batch)
-        off = _run(pipeline(False), [_event(r.product_id, 2, _edit(r.product, rng)) for r in picked[updates:]], batch)
+        on = _run(
+            pipeline(True), [product_event(r.product_id, 2, _edit(r.product, rng)) for r in picked[:updates]], batch
+        )
+        off = _run(
+            pipeline(False), [product_event(r.product_id, 2, _edit(r.product, rng)) for r in picked[updates:]], batch
+        )
     finally:
-        with contextlib.suppress(StoreError):
-            store.drop_index(delete_documents=True)
-        for key in client.scan_iter(match=f"{private.redis_prefix}*", count=1000):
-            client.delete(key)
+        clear_redis_namespace(private, client)
     return {
         "catalog": len(rows),
         "batch": batch,

@@ -32,21 +32,23 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Producer
 
+from simstream.consumers.group_lag import group_lag
 from simstream.core.audit import Thresholds, threshold_failures
 from simstream.core.errors import SimstreamError
 from simstream.core.list_store import ListStore
+from simstream.core.namespace import namespace_fields
 from simstream.core.redis_client import make_redis_client
 from simstream.core.vector_store import RedisVectorStore
 from simstream.devstack import stack
 from simstream.devstack.ports import free_ports
 from simstream.producers.catalog import read_catalog
+from simstream.producers.publish import product_event
 from simstream.producers.sink import WATCHDOG_EXIT_CODE
 from simstream.producers.topics import ensure_topics
 from simstream.schemas.codec import DecodeFailure, decode_event, encode_event
@@ -240,20 +242,6 @@ def abt_buy_products(count: int) -> list[tuple[str, dict[str, Any]]]:
     return [(row.product_id, row.product) for row in rows[:count]]
 
 
-def product_event(product_id: str, version: int, product: dict[str, Any]) -> ProductEvent:
-    return ProductEvent.model_validate(
-        {
-            "schema": "product.v1",
-            "type": "product.created" if version == 1 else "product.updated",
-            "event_id": str(uuid.uuid4()),
-            "product_id": product_id,
-            "version": version,
-            "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            "product": product,
-        }
-    )
-
-
 def fuzzed_bad_records(count: int, seed: int, max_bytes: int) -> list[Record]:
     """``count`` records that the worker must dead-letter: raw bytes, broken JSON, fields of the wrong type.
 
@@ -339,13 +327,7 @@ class ScenarioRun:
         self.settings = Settings(
             kafka_bootstrap=kafka,
             redis_url=redis_url,
-            input_topic=f"{name}.products",
-            output_topic=f"{name}.similar-items",
-            dlq_topic=f"{name}.products.dlq",
-            group_id=f"{name}.worker",
-            redis_prefix=f"{name}:",
-            index_name=f"{name}-idx-v1",
-            index_alias=f"{name}-idx",
+            **namespace_fields(name),
             batch_max_wait_ms=100,
             exactly_once=mode == "eos",
             vector_algorithm="FLAT",  # exact KNN: verify's brute force must agree
@@ -452,26 +434,37 @@ class ScenarioRun:
             self.require_alive()
             return self._processed() == len(self.latest) and group_lag(self.settings) == 0
 
-        wait_until(done, self.options.timeout_s, "every product to be processed", interval_s=0.5)
+        try:
+            wait_until(done, self.options.timeout_s, "every product to be processed", interval_s=0.5)
+        except ChaosError as exc:
+            raise ChaosError(
+                f"{exc}; lag {group_lag(self.settings)}; not done: {(self._unprocessed() or [])[:5]}"
+            ) from exc
         self.result.seconds = time.monotonic() - self._started
 
     def _processed(self) -> int:
+        unprocessed = self._unprocessed()
+        return 0 if unprocessed is None else len(self.latest) - len(unprocessed)
+
+    def _unprocessed(self) -> list[str] | None:
+        """Each product not yet at its latest version with a list computed for it, and why (None while
+        Redis does not answer)."""
         try:
             client = make_redis_client(self.settings)
             ids = sorted(self.latest)
             states = RedisVectorStore.from_settings(self.settings, client).states(ids)
             lists = ListStore.from_settings(self.settings, client).read_lists(ids)
         except SimstreamError:
-            return 0
-        return sum(
-            1
-            for pid in ids
-            if (state := states.get(pid)) is not None
-            and state.exists
-            and state.version == self.latest[pid]
-            and pid in lists
-            and lists[pid].source_version >= self.latest[pid]
-        )
+            return None
+        missing = []
+        for pid in ids:
+            state, stored = states.get(pid), lists.get(pid)
+            if state is None or not state.exists or state.version != self.latest[pid]:
+                missing.append(f"{pid}: stored {state}, published version {self.latest[pid]}")
+            elif stored is None or stored.source_version < self.latest[pid]:
+                label = None if stored is None else (stored.list_version, stored.source_version)
+                missing.append(f"{pid}: list (list_version, source_version) {label}, version {self.latest[pid]}")
+        return missing
 
     # the audit
     def finish(self) -> ScenarioResult:
@@ -506,31 +499,6 @@ class ScenarioRun:
         for worker in self.workers:
             if worker.alive():
                 worker.kill()
-
-
-def group_lag(settings: Settings) -> int:
-    """Input records not yet committed by the group (committed transactionally or not)."""
-    probe = Consumer(
-        {
-            **kafka_client_config(settings),
-            "group.id": settings.group_id,
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-    try:
-        metadata = probe.list_topics(settings.input_topic, timeout=10).topics[settings.input_topic]
-        partitions = [TopicPartition(settings.input_topic, p) for p in metadata.partitions]
-        lag = 0
-        for committed in probe.committed(partitions, timeout=10):
-            # read_committed: the last stable offset; transaction markers count as offsets too.
-            _, high = probe.get_watermark_offsets(committed, timeout=10, cached=False)
-            lag += max(0, high - max(committed.offset, 0))
-        return lag
-    except (KafkaException, KeyError):  # a restarting broker answers with errors: not done yet
-        return -1
-    finally:
-        probe.close()
 
 
 # --- the scenarios --------------------------------------------------------------------------------------

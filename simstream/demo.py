@@ -18,8 +18,8 @@ from confluent_kafka.admin import AdminClient
 
 from simstream.consumers.stats import WorkerStats
 from simstream.consumers.worker import build_worker
-from simstream.core.errors import StoreError
 from simstream.core.list_store import ListStore
+from simstream.core.namespace import clear_redis_namespace
 from simstream.core.redis_client import make_redis_client
 from simstream.core.vector_store import RedisVectorStore
 from simstream.devstack import stack
@@ -64,11 +64,7 @@ def reset_namespace(settings: Settings) -> None:
             time.sleep(0.5)
     with contextlib.suppress(KafkaException):  # the group does not exist on a first run
         admin.delete_consumer_groups([settings.group_id])[settings.group_id].result(30)
-    client = make_redis_client(settings)
-    with contextlib.suppress(StoreError):  # no index yet on a first run
-        RedisVectorStore.from_settings(settings, client).drop_index(delete_documents=True)
-    for key in client.scan_iter(match=f"{settings.redis_prefix}*", count=1000):
-        client.delete(key)
+    clear_redis_namespace(settings)
 
 
 def run_demo(base: Settings) -> int:

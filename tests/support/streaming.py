@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+# Re-exported: the integration tests take it from here with the rest of their streaming helpers.
+from simstream.consumers.group_lag import group_lag as group_lag
 from simstream.consumers.http import start_server
 from simstream.consumers.metrics import WorkerMetrics
 from simstream.consumers.stats import WorkerStats
 from simstream.consumers.worker import Worker, build_worker
 from simstream.core.encoder import Encoder
+from simstream.core.namespace import namespace_fields
+from simstream.producers.publish import product_event
 from simstream.producers.topics import DLQ_TOPIC_CONFIG
 from simstream.schemas.codec import encode_event
-from simstream.schemas.events import ProductEvent
+from simstream.schemas.events import EventType, ProductEvent
 from simstream.schemas.settings import Settings, kafka_client_config
 
 
@@ -29,13 +31,7 @@ def stream_settings(kafka_bootstrap: str, redis_url: str, name: str, **overrides
     values: dict[str, Any] = {
         "kafka_bootstrap": kafka_bootstrap,
         "redis_url": redis_url,
-        "input_topic": f"{name}.products",
-        "output_topic": f"{name}.similar-items",
-        "dlq_topic": f"{name}.products.dlq",
-        "group_id": f"{name}.worker",
-        "redis_prefix": f"{name}:",
-        "index_name": f"{name}-idx-v1",
-        "index_alias": f"{name}-idx",
+        **namespace_fields(name),
         "batch_max_wait_ms": 100,
     }
     values.update(overrides)
@@ -74,23 +70,10 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str, interva
 
 
 def event(
-    product_id: str,
-    version: int,
-    product: dict[str, Any] | None = None,
-    *,
-    kind: str | None = None,
+    product_id: str, version: int, product: dict[str, Any] | None = None, *, kind: EventType | None = None
 ) -> ProductEvent:
-    return ProductEvent.model_validate(
-        {
-            "schema": "product.v1",
-            "type": kind or ("product.deleted" if product is None else "product.updated"),
-            "event_id": str(uuid.uuid4()),
-            "product_id": product_id,
-            "version": version,
-            "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            "product": product,
-        }
-    )
+    """``product_event`` in the tests' short form: no product means a delete."""
+    return product_event(product_id, version, product, event_type=kind)
 
 
 def publish(settings: Settings, events: Iterable[ProductEvent]) -> int:
@@ -149,20 +132,3 @@ class RunningWorker:
 
     def alive(self) -> bool:
         return self._thread.is_alive()
-
-
-def group_lag(settings: Settings) -> int:
-    """Records of the input topic not yet committed by the worker's group (its work still to do)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    probe = Consumer({**kafka_client_config(settings), "group.id": settings.group_id, "enable.auto.commit": False})
-    try:
-        metadata = probe.list_topics(settings.input_topic, timeout=10).topics[settings.input_topic]
-        partitions = [TopicPartition(settings.input_topic, p) for p in metadata.partitions]
-        lag = 0
-        for committed in probe.committed(partitions, timeout=10):
-            _, high = probe.get_watermark_offsets(committed, timeout=10)
-            lag += high - max(committed.offset, 0)
-        return lag
-    finally:
-        probe.close()
