@@ -1,9 +1,11 @@
 """Each product's last emitted similar-items list in Redis, and the reverse index of list membership.
 
 ``similar:{id}`` holds the exact JSON emitted to the output topic (design.md §3, ``similar-items.v1``),
-so a storefront reads a list with one GET. ``listver:{id}`` counts list versions (INCR, monotonic per
-product, kept across deletes). ``rev:{n}`` is the set of products whose list holds ``n``. One Lua script
-per product changes all of them together.
+so a storefront reads a list with one GET. A list's ``list_version`` is the catalog sequence read before
+it was computed (see redis_scripts): it rises with every list that saw newer writes, by more than one
+at a time. ``listmeta:{id}`` keeps the committed, pending and fence stamps that order concurrent
+writers. ``rev:{n}`` is the set of products whose list holds ``n``. One Lua script per product changes
+them together.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from simstream.core.errors import StoreError
 from simstream.core.redis_client import make_redis_client, redis_errors
 from simstream.core.redis_keys import RedisKeys
 from simstream.core.redis_replies import text
-from simstream.core.redis_scripts import DELETE_LIST, WRITE_LIST
+from simstream.core.redis_scripts import (
+    DELETE_LIST,
+    PREPARE_EMIT,
+    PREPARE_LIST,
+    PREPARE_MEMBER_GONE,
+    PREPARE_UNCHANGED,
+    WRITE_LIST,
+)
 from simstream.core.vector_store import Neighbor
 from simstream.schemas.codec import decode_similar_items, encode_similar_items
 from simstream.schemas.settings import Settings
@@ -33,6 +42,25 @@ class ListWrite(NamedTuple):
     items: Sequence[Neighbor]
     source_version: int  # the product version the list was computed for
     model: str  # "<model id>@<revision>"
+
+
+@dataclass(frozen=True, slots=True)
+class ListProposal:
+    """A freshly computed list, offered for emission (see :meth:`ListStore.prepare`)."""
+
+    write: ListWrite
+    list_version: int  # the catalog stamp it was computed at
+    compared_with: int | None = None  # list_version of the current list the caller compared it with
+    unchanged: bool = False  # equal to that list (nothing to emit unless another list is in flight)
+    forced: bool = False  # emit even when unchanged or equally fresh (a replay)
+
+
+@dataclass(slots=True)
+class Prepared:
+    ready: dict[str, StoredList]  # to emit, then commit
+    gone: list[str]  # the product or a member was deleted meanwhile: recompute these
+    superseded: int = 0  # dropped: a list at least as fresh is current or in flight
+    unchanged: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +121,7 @@ class ListStore:
         self._top_k = top_k
         self.keys = RedisKeys(prefix)
         self._clock = clock
+        self._prepare_script = client.register_script(PREPARE_LIST)
         self._write_script = client.register_script(WRITE_LIST)
         self._delete_script = client.register_script(DELETE_LIST)
 
@@ -104,32 +133,57 @@ class ListStore:
             top_k=settings.top_k,
         )
 
-    def prepare(self, lists: Mapping[str, ListWrite | tuple[Sequence[Neighbor], int, str]]) -> dict[str, StoredList]:
-        """Reserve each product's next list version (INCR, monotonic, unique across writers) and build
-        the record to emit. Nothing becomes current: :meth:`commit` does that once it was delivered."""
-        if not lists:
-            return {}
-        computed_at = self._clock()
-        writes = {pid: ListWrite(*spec) for pid, spec in lists.items()}
+    def prepare(self, proposals: Mapping[str, ListProposal], *, check_members: bool = True) -> Prepared:
+        """Decide, atomically per product, which proposed lists to emit, and build their records.
+
+        Nothing becomes current: :meth:`commit` does that once they were delivered. ``check_members``
+        sends back (``gone``) a list whose product or a member was deleted since it was computed.
+        """
+        prepared = Prepared(ready={}, gone=[])
+        if not proposals:
+            return prepared
         pipe = self._client.pipeline(transaction=False)
-        for pid in writes:
-            pipe.incr(self.keys.list_version(pid))
-        with redis_errors(f"reserve {len(writes)} list version(s)"):
-            versions = pipe.execute()
-        return {
-            pid: decode_list(list_payload(pid, write, int(version), computed_at))
-            for (pid, write), version in zip(writes.items(), versions, strict=True)
-        }
+        for pid, proposal in proposals.items():
+            members = [pid, *(n.product_id for n in proposal.write.items)] if check_members else []
+            self._prepare_script(
+                keys=[self.keys.list_meta(pid), *(self.keys.product(member) for member in members)],
+                args=[
+                    proposal.list_version,
+                    "" if proposal.compared_with is None else proposal.compared_with,
+                    "1" if proposal.unchanged else "",
+                    "1" if proposal.forced else "",
+                ],
+                client=pipe,
+            )
+        with redis_errors(f"prepare {len(proposals)} list(s)"):
+            replies = pipe.execute()
+        computed_at = self._clock()
+        for (pid, proposal), reply in zip(proposals.items(), replies, strict=True):
+            outcome = int(reply)
+            if outcome == PREPARE_EMIT:
+                payload = list_payload(pid, proposal.write, proposal.list_version, computed_at)
+                prepared.ready[pid] = decode_list(payload)
+            elif outcome == PREPARE_MEMBER_GONE:
+                prepared.gone.append(pid)
+            elif outcome == PREPARE_UNCHANGED:
+                prepared.unchanged += 1
+            else:
+                prepared.superseded += 1
+        return prepared
 
     def commit(self, lists: Iterable[StoredList]) -> list[bool]:
-        """Make prepared lists current (``similar:``, ``rev:``), in one pipeline; False where a newer
-        list was already current."""
+        """Make prepared lists current (``similar:``, ``rev:``), in one pipeline; False where a list at
+        least as fresh was already current."""
         pipe = self._client.pipeline(transaction=False)
         count = 0
         for stored in lists:
             count += 1
             self._write_script(
-                keys=[self.keys.similar(stored.product_id), self.keys.product(stored.product_id)],
+                keys=[
+                    self.keys.similar(stored.product_id),
+                    self.keys.product(stored.product_id),
+                    self.keys.list_meta(stored.product_id),
+                ],
                 args=[
                     self.keys.rev_prefix,
                     stored.product_id,
@@ -148,10 +202,16 @@ class ListStore:
     def write_lists(
         self, lists: Mapping[str, ListWrite | tuple[Sequence[Neighbor], int, str]]
     ) -> dict[str, StoredList]:
-        """prepare + commit: for callers that have nothing to deliver in between."""
-        prepared = self.prepare(lists)
-        self.commit(prepared.values())
-        return prepared
+        """Make these lists current now, for callers that have nothing to deliver in between (tools,
+        tests): they get a new catalog stamp, so they outrank every list written before."""
+        if not lists:
+            return {}
+        with redis_errors("advance the catalog sequence"):
+            stamp = int(self._client.incr(self.keys.catalog_sequence))
+        proposals = {pid: ListProposal(ListWrite(*spec), stamp, forced=True) for pid, spec in lists.items()}
+        prepared = self.prepare(proposals, check_members=False)
+        self.commit(prepared.ready.values())
+        return prepared.ready
 
     def read_list(self, product_id: str) -> StoredList | None:
         return self.read_lists([product_id]).get(product_id)
@@ -173,7 +233,10 @@ class ListStore:
         drops the entries.
         """
         with redis_errors(f"delete similar list of {product_id!r}"):
-            removed = self._delete_script(keys=[self.keys.similar(product_id)], args=[self.keys.rev_prefix, product_id])
+            removed = self._delete_script(
+                keys=[self.keys.similar(product_id), self.keys.list_meta(product_id), self.keys.catalog_sequence],
+                args=[self.keys.rev_prefix, product_id],
+            )
         return int(removed) == 1
 
     def rev(self, product_id: str) -> set[str]:

@@ -28,12 +28,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from simstream.core.encoder import Encoder
-from simstream.core.list_store import ListStore, ListWrite, StoredList
+from simstream.core.list_store import ListProposal, ListStore, ListWrite, StoredList
 from simstream.core.refresh import affected_products
-from simstream.core.similarity import SimilarityPolicy, compute_lists, lists_equal
+from simstream.core.similarity import SimilarityPolicy, compute_stamped_lists, lists_equal
 from simstream.core.text import build_text, compile_template, content_hash
 from simstream.core.vector_store import ProductWrite, StoredState, UpsertResult, VectorStore
 from simstream.schemas.events import ProductEvent
+
+# Rounds of recomputing lists that named a product deleted meanwhile (a concurrent delete is rare; its
+# own refresh covers what is left).
+LIST_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,44 +152,59 @@ class Pipeline:
         result.deleted = len(gone)
 
         own = changed + relist  # products whose own version moved: their list is always emitted
-        # Only the versions this batch made current: a stale event's version must never label a list
-        # (a neighbour refresh of that product reads its stored version instead).
-        versions = {pid: newest[pid].event.version for pid in own}
         replayed = bool(relist or retombstone)
-        result.lists, result.recomputed = self._refresh_lists(own, moved, gone, versions, emit_all=replayed)
+        result.lists, result.recomputed = self._refresh_lists(own, moved, gone, emit_all=replayed)
         result.tombstones = gone
         result.event_times = {pid: newest[pid].received_at for pid in [*own, *gone]}
         return result
 
     def _refresh_lists(
-        self, own: list[str], moved: list[str], gone: list[str], versions: dict[str, int], *, emit_all: bool
+        self, own: list[str], moved: list[str], gone: list[str], *, emit_all: bool
     ) -> tuple[list[StoredList], int]:
-        """Recompute every list the batch can alter (one KNN per product); keep those that changed
-        (all of them with ``emit_all``: a replay's earlier records may never have become visible)."""
+        """Recompute every list the batch can alter (one KNN per product); keep those to emit.
+
+        A list is emitted when it changed (all of them with ``emit_all``: a replay's earlier records may
+        never have become visible), unless a fresher list of the same product is current or in flight
+        (another worker refreshed it meanwhile). A list that names a product deleted since it was
+        computed is recomputed.
+        """
         targets = set(own)
         if self._refresh.enabled:
             targets |= affected_products(
                 self._store, self._lists, moved, gone, self._policy, fanout=self._refresh.fanout
             )
-        fresh = compute_lists(self._store, sorted(targets), self._policy)
-        others = [pid for pid in fresh if pid not in versions]
-        for pid, state in self._store.states(others).items():
-            if state is not None:
-                versions[pid] = state.version
-        current = self._lists.read_lists(others)
         own_set = set(own)
-        emit = {
-            pid: ListWrite(items, versions[pid], self._encoder.model_id)
-            for pid, items in fresh.items()
-            if pid in versions
-            and (
-                emit_all
-                or pid in own_set
-                or pid not in current
-                or not lists_equal(current[pid].items, items, self._refresh.epsilon)
-            )
-        }
-        return list(self._lists.prepare(emit).values()), len(fresh)
+        model = self._encoder.model_id
+        ready: dict[str, StoredList] = {}
+        recomputed = 0
+        pending = sorted(targets)
+        for _ in range(LIST_ATTEMPTS):
+            if not pending:
+                break
+            computed = compute_stamped_lists(self._store, pending, self._policy)
+            recomputed += len(computed.lists)
+            current = self._lists.read_lists(list(computed.lists))
+            proposals: dict[str, ListProposal] = {}
+            for pid, fresh in computed.lists.items():
+                stored = current.get(pid)
+                unchanged = (
+                    pid not in own_set
+                    and stored is not None
+                    and stored.source_version == fresh.source_version
+                    and stored.model == model
+                    and lists_equal(stored.items, fresh.items, self._refresh.epsilon)
+                )
+                proposals[pid] = ListProposal(
+                    ListWrite(fresh.items, fresh.source_version, model),
+                    computed.stamp,
+                    compared_with=None if stored is None else stored.list_version,
+                    unchanged=unchanged,
+                    forced=emit_all,
+                )
+            prepared = self._lists.prepare(proposals)
+            ready.update(prepared.ready)
+            pending = prepared.gone
+        return list(ready.values()), recomputed
 
     def commit(self, result: BatchResult) -> None:
         """Make the delivered lists current in Redis (``similar:``, ``rev:``); drop deleted ones."""

@@ -30,9 +30,17 @@ class RedisKeys:
         """STRING: the product's last emitted similar-items JSON (one GET for storefronts)."""
         return f"{self.prefix}similar:{product_id}"
 
-    def list_version(self, product_id: str) -> str:
-        """STRING counter: the list version; kept after deletes so versions stay monotonic."""
-        return f"{self.prefix}listver:{product_id}"
+    def list_meta(self, product_id: str) -> str:
+        """HASH: ``committed`` (list_version of ``similar:{id}``), ``pending`` (highest list_version
+        prepared and not yet committed), ``fence`` (no list stamped below may become current); kept
+        after deletes."""
+        return f"{self.prefix}listmeta:{product_id}"
+
+    @property
+    def catalog_sequence(self) -> str:
+        """STRING counter: incremented by every applied product write or delete. A list computed after
+        reading it reflects every write up to that number: the number is the list's ``list_version``."""
+        return f"{self.prefix}catalog:seq"
 
     @property
     def rev_prefix(self) -> str:

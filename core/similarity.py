@@ -1,6 +1,8 @@
 """Top-K similar products of a product, as the policy allows (design.md §4).
 
-``compute_lists`` asks the vector store (KNN on each product's stored vector); ``exact_lists`` is the
+``compute_lists`` asks the vector store (KNN on each product's stored vector); ``compute_stamped_lists``
+does the same for the pipeline, labelling each list with the version of the vector it came from and the
+catalog sequence read before (the list's ``list_version``, see redis_scripts); ``exact_lists`` is the
 brute-force reference over given vectors, for tests and quality checks; ``lists_equal`` tells whether a
 recomputed list differs enough from the emitted one to be emitted again.
 """
@@ -35,6 +37,25 @@ class NeighborSource(Protocol):
     ) -> dict[str, list[Neighbor]]: ...
 
 
+class StampedNeighborSource(NeighborSource, Protocol):
+    """What compute_stamped_lists needs besides: the catalog sequence and versioned vectors."""
+
+    def catalog_stamp(self) -> int: ...
+    def versioned_embeddings(self, ids: Sequence[str]) -> dict[str, tuple[Vector, int]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ComputedList:
+    items: list[Neighbor]
+    source_version: int  # the product version whose vector the list was computed from
+
+
+@dataclass(frozen=True, slots=True)
+class StampedLists:
+    stamp: int  # catalog sequence read before any vector: every write up to it is reflected
+    lists: dict[str, ComputedList]
+
+
 @dataclass(frozen=True, slots=True)
 class SimilarityPolicy:
     top_k: int
@@ -67,19 +88,44 @@ def compute_lists(
     Ids without a stored product are left out. With ``same_category_only`` a product without a category
     is not restricted (an empty TAG value cannot be queried).
     """
-    unique_ids = list(dict.fromkeys(product_ids))
     lists: dict[str, list[Neighbor]] = {}
-    for start in range(0, len(unique_ids), batch_size):
-        chunk = unique_ids[start : start + batch_size]
-        vectors = store.embeddings(chunk)
-        present = [pid for pid in chunk if pid in vectors]
-        filters: dict[str, KnnFilter] | None = None
-        if policy.same_category_only:
-            metadata = store.metadata(present)
-            filters = {pid: KnnFilter(category=metadata.get(pid, {}).get("category")) for pid in present}
-        found = store.knn_many([(pid, vectors[pid]) for pid in present], policy.top_k, filters=filters)
-        lists.update({pid: policy.keep(found[pid]) for pid in present})
+    for chunk in _chunks(product_ids, batch_size):
+        lists.update(_knn_lists(store, store.embeddings(chunk), policy))
     return lists
+
+
+def compute_stamped_lists(
+    store: StampedNeighborSource,
+    product_ids: Sequence[str],
+    policy: SimilarityPolicy,
+    *,
+    batch_size: int = KNN_BATCH_SIZE,
+) -> StampedLists:
+    """compute_lists, with each list's source version and the catalog stamp they all reflect."""
+    stamp = store.catalog_stamp()  # first: what is read after it reflects at least these writes
+    lists: dict[str, ComputedList] = {}
+    for chunk in _chunks(product_ids, batch_size):
+        versioned = store.versioned_embeddings(chunk)
+        found = _knn_lists(store, {pid: vector for pid, (vector, _) in versioned.items()}, policy)
+        lists.update({pid: ComputedList(items, versioned[pid][1]) for pid, items in found.items()})
+    return StampedLists(stamp, lists)
+
+
+def _chunks(product_ids: Sequence[str], batch_size: int) -> list[list[str]]:
+    unique_ids = list(dict.fromkeys(product_ids))
+    return [unique_ids[start : start + batch_size] for start in range(0, len(unique_ids), batch_size)]
+
+
+def _knn_lists(
+    store: NeighborSource, vectors: Mapping[str, Vector], policy: SimilarityPolicy
+) -> dict[str, list[Neighbor]]:
+    present = list(vectors)
+    filters: dict[str, KnnFilter] | None = None
+    if policy.same_category_only:
+        metadata = store.metadata(present)
+        filters = {pid: KnnFilter(category=metadata.get(pid, {}).get("category")) for pid in present}
+    found = store.knn_many([(pid, vectors[pid]) for pid in present], policy.top_k, filters=filters)
+    return {pid: policy.keep(found[pid]) for pid in present}
 
 
 def exact_lists(

@@ -110,6 +110,8 @@ class VectorStore(Protocol):
         filters: Mapping[str, KnnFilter] | None = None,
     ) -> dict[str, list[Neighbor]]: ...
     def embeddings(self, ids: Sequence[str]) -> dict[str, Vector]: ...
+    def catalog_stamp(self) -> int: ...
+    def versioned_embeddings(self, ids: Sequence[str]) -> dict[str, tuple[Vector, int]]: ...
     def metadata(self, ids: Sequence[str]) -> dict[str, dict[str, str]]: ...
     def all_product_ids(self) -> list[str]: ...
     def count(self) -> int: ...
@@ -325,7 +327,11 @@ class RedisVectorStore:
         for product_id, version in items:
             _check_version(version)
             self._delete_script(
-                keys=[self.keys.product(product_id), self.keys.version_fence(product_id)],
+                keys=[
+                    self.keys.product(product_id),
+                    self.keys.version_fence(product_id),
+                    self.keys.catalog_sequence,
+                ],
                 args=[version],
                 client=pipe,
             )
@@ -359,7 +365,12 @@ class RedisVectorStore:
         ]
         for name, value in fields.items():
             args += [name, value]
-        return [self.keys.product(write.product_id), self.keys.version_fence(write.product_id)], args
+        keys = [
+            self.keys.product(write.product_id),
+            self.keys.version_fence(write.product_id),
+            self.keys.catalog_sequence,
+        ]
+        return keys, args
 
     def _blob(self, vector: Vector) -> bytes:
         array = np.asarray(vector, dtype="<f4")
@@ -457,6 +468,29 @@ class RedisVectorStore:
             pid: np.frombuffer(blob, dtype="<f4").astype(np.float32)
             for pid, blob in zip(ids, replies, strict=True)
             if blob is not None
+        }
+
+    def catalog_stamp(self) -> int:
+        """How many product writes and deletes were applied so far: read it BEFORE reading vectors, and
+        what is read afterwards reflects at least those writes."""
+        with redis_errors("read the catalog sequence"):
+            value = self._client.get(self.keys.catalog_sequence)
+        return int(value) if value is not None else 0
+
+    def versioned_embeddings(self, ids: Sequence[str]) -> dict[str, tuple[Vector, int]]:
+        """Stored vector and version of the ids that exist, each pair read together (one HMGET), so a
+        list computed from the vector is labelled with the version it came from."""
+        if not ids:
+            return {}
+        pipe = self._client.pipeline(transaction=False)
+        for product_id in ids:
+            pipe.hmget(self.keys.product(product_id), ["embedding", "version"])
+        with redis_errors(f"read {len(ids)} embedding(s)"):
+            replies = pipe.execute()
+        return {
+            pid: (np.frombuffer(blob, dtype="<f4").astype(np.float32), int(version))
+            for pid, (blob, version) in zip(ids, replies, strict=True)
+            if blob is not None and version is not None
         }
 
     def metadata(self, ids: Sequence[str]) -> dict[str, dict[str, str]]:

@@ -33,10 +33,6 @@ def chaos() -> Iterator[ChaosStack]:
             "scale",
             "alo",
             ChaosOptions(products=240, timeout_s=300),
-            marks=pytest.mark.skip(
-                reason="known race, open in issue 5: with several workers, a neighbour refresh computed from a "
-                "product's superseded version can become its current list (1 of 4 CI runs timed out)"
-            ),
         ),
         ("fuzz", "eos", ChaosOptions(products=100, bad_records=200, timeout_s=300)),
     ],

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import redis
 
-from simstream.core.list_store import ListStore, ListWrite
+from simstream.core.list_store import ListProposal, ListStore, ListWrite
 from simstream.core.vector_store import Neighbor
 from simstream.schemas.codec import decode_similar_items
 
@@ -96,7 +96,7 @@ def test_rev_sets_stay_exact_over_random_rewrites(lists: ListStore) -> None:
         assert lists.rev_many(catalog) == expected, f"step {step}"
 
 
-def test_concurrent_writers_get_distinct_list_versions(lists: ListStore, redis_url: str, unique_name: str) -> None:
+def test_concurrent_writers_the_freshest_list_wins(lists: ListStore, redis_url: str, unique_name: str) -> None:
     clients = [redis.Redis.from_url(redis_url) for _ in range(2)]
     writers = [ListStore(client, prefix=f"{unique_name}:") for client in clients]
     seen: list[list[int]] = [[], []]
@@ -104,7 +104,8 @@ def test_concurrent_writers_get_distinct_list_versions(lists: ListStore, redis_u
     def run(worker: int) -> None:
         for round_ in range(50):
             written = writers[worker].write_lists({"p": (items(f"m{worker}-{round_}"), round_, MODEL)})
-            seen[worker].append(written["p"].list_version)
+            if "p" in written:  # absent: the other writer's fresher list was already in flight
+                seen[worker].append(written["p"].list_version)
 
     threads = [threading.Thread(target=run, args=(worker,)) for worker in (0, 1)]
     for thread in threads:
@@ -112,7 +113,8 @@ def test_concurrent_writers_get_distinct_list_versions(lists: ListStore, redis_u
     for thread in threads:
         thread.join(timeout=60)
     assert not any(thread.is_alive() for thread in threads)
-    assert sorted(seen[0] + seen[1]) == list(range(1, 101))
+    written = sorted(seen[0] + seen[1])
+    assert len(set(written)) == len(written) and written[-1] == 100
     final = lists.read_list("p")
     assert final is not None and final.list_version == 100
     # Only the last writer's single member still lists p: every other member was removed from rev.
@@ -120,3 +122,81 @@ def test_concurrent_writers_get_distinct_list_versions(lists: ListStore, redis_u
     assert {pid for pid in (f"m{w}-{r}" for w in (0, 1) for r in range(50)) if lists.rev(pid)} == {member}
     for client in clients:
         client.close()
+
+
+# --- ordering of concurrent refreshes (PREPARE_LIST / WRITE_LIST) -----------------------------------
+
+
+def proposal(members: list[str], stamp: int, **options: object) -> ListProposal:
+    return ListProposal(ListWrite(items(*members), 1, MODEL), stamp, **options)  # type: ignore[arg-type]
+
+
+def test_a_list_computed_before_the_current_one_is_never_emitted(lists: ListStore) -> None:
+    fresh = lists.prepare({"p": proposal(["new"], 7)}, check_members=False)
+    assert list(fresh.ready) == ["p"]
+    lists.commit(fresh.ready.values())
+    stale = lists.prepare({"p": proposal(["old"], 5)}, check_members=False)
+    assert (stale.ready, stale.superseded) == ({}, 1)
+    same = lists.prepare({"p": proposal(["other"], 7)}, check_members=False)  # equally fresh: nothing new
+    assert (same.ready, same.superseded) == ({}, 1)
+    replay = lists.prepare({"p": proposal(["new"], 7, forced=True)}, check_members=False)
+    assert list(replay.ready) == ["p"]  # a replay re-emits what its aborted run emitted
+
+
+def test_the_fresher_list_wins_whatever_order_they_commit_in(lists: ListStore) -> None:
+    older = lists.prepare({"p": proposal(["a"], 3)}, check_members=False).ready
+    newer = lists.prepare({"p": proposal(["b"], 4)}, check_members=False).ready
+    assert older and newer
+    assert lists.commit(newer.values()) == [True]
+    assert lists.commit(older.values()) == [False]
+    current = lists.read_list("p")
+    assert current is not None and (current.list_version, current.items[0].product_id) == (4, "b")
+    # A staler list is still emitted while a fresher one is only in flight (it may never land)...
+    fresher = lists.prepare({"p": proposal(["c"], 9)}, check_members=False).ready
+    staler = lists.prepare({"p": proposal(["d"], 8)}, check_members=False).ready
+    assert fresher and staler
+    # ...and whichever lands first, the fresher is current at the end.
+    assert lists.commit(staler.values()) == [True]
+    assert lists.commit(fresher.values()) == [True]
+    current = lists.read_list("p")
+    assert current is not None and current.list_version == 9
+
+
+def test_an_unchanged_list_is_skipped_and_fences_staler_ones(lists: ListStore) -> None:
+    lists.commit(lists.prepare({"p": proposal(["a"], 2)}, check_members=False).ready.values())
+    skipped = lists.prepare({"p": proposal(["a"], 6, compared_with=2, unchanged=True)}, check_members=False)
+    assert (skipped.ready, skipped.unchanged) == ({}, 1)
+    # Computed before the skipped one (stamp 4 < 6): it may miss writes the skipped one saw.
+    assert not lists.prepare({"p": proposal(["z"], 4)}, check_members=False).ready
+    assert lists.prepare({"p": proposal(["z"], 8)}, check_members=False).ready
+
+
+def test_an_unchanged_list_is_emitted_while_a_staler_one_is_in_flight(lists: ListStore) -> None:
+    lists.commit(lists.prepare({"p": proposal(["a"], 2)}, check_members=False).ready.values())
+    in_flight = lists.prepare({"p": proposal(["stale"], 3)}, check_members=False).ready
+    assert in_flight
+    # Equal to the committed list, but the stale one will reach the topic: this one must outrank it.
+    again = lists.prepare({"p": proposal(["a"], 5, compared_with=2, unchanged=True)}, check_members=False)
+    assert list(again.ready) == ["p"] and again.ready["p"].list_version == 5
+    lists.commit(again.ready.values())
+    lists.commit(in_flight.values())
+    current = lists.read_list("p")
+    assert current is not None and current.list_version == 5
+
+
+def test_a_list_naming_a_deleted_product_goes_back_for_recomputation(
+    lists: ListStore, redis_client: redis.Redis
+) -> None:
+    for pid in ("p", "a"):
+        redis_client.hset(lists.keys.product(pid), "title", pid)
+    outcome = lists.prepare({"p": proposal(["a", "gone"], 3)})
+    assert (outcome.ready, outcome.gone) == ({}, ["p"])
+    assert list(lists.prepare({"p": proposal(["a"], 3)}).ready) == ["p"]
+
+
+def test_a_delete_fences_the_lists_computed_before_it(lists: ListStore, redis_client: redis.Redis) -> None:
+    redis_client.set(lists.keys.catalog_sequence, 10)
+    computed_before = lists.prepare({"p": proposal(["a"], 9)}, check_members=False).ready
+    lists.delete_list("p")
+    assert lists.commit(computed_before.values()) == [False]
+    assert lists.read_list("p") is None
