@@ -31,7 +31,8 @@ class SimilarItems(BaseModel):
 
     schema_: Literal["similar-items.v1"] = Field(default=SIMILAR_ITEMS_SCHEMA, alias="schema")
     product_id: ProductId
-    # Increases by one each time this product's emitted list changes.
+    # Rises with every list emitted for this product (the catalog write sequence it was computed at,
+    # not a count): readers keep the highest they saw.
     list_version: Version
     model: Annotated[StrictStr, Field(min_length=1, examples=["all-MiniLM-L6-v2@8b3219a9"])]
     computed_at: EventTime
