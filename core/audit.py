@@ -5,10 +5,11 @@ and the output topic's last record per key (a mapping, ``None`` for a tombstone)
 Kafka or Redis itself, so every rule is tested with in-memory fakes.
 
 What it checks, for a drained stream:
-- overlap@K of each (sampled) product's stored list with the exact top-K over all stored vectors;
-- stored item scores against the exact cosine of the two stored vectors, and lists sorted best first;
+- overlap@K of each (sampled) product's stored list with the exact list over all stored vectors (the
+  exact dense top-pool_size ranked by the policy's scoring, core/similarity);
+- stored item scores against the exact score of the two stored products, and lists sorted best first;
 - products without a list, lists of products that no longer exist, list members that aren't products;
-- ``rev:`` sets against list membership, both ways;
+- ``rev:`` sets against the pools the lists were ranked from, both ways;
 - the output topic's last record per key against the stored list (or a tombstone for a deleted product).
 """
 
@@ -23,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from simstream.core.hybrid import pair_score, rank_pool
 from simstream.core.list_store import StoredList
 from simstream.core.similarity import SimilarityPolicy
 from simstream.core.vector_store import Neighbor, Vector
@@ -50,8 +52,10 @@ class AuditSource(Protocol):
     def product_ids(self) -> list[str]: ...
     def embeddings(self, ids: Sequence[str]) -> dict[str, Vector]: ...
     def categories(self, ids: Sequence[str]) -> dict[str, str]: ...
+    def texts(self, ids: Sequence[str]) -> dict[str, str]: ...  # the stored (embedded) texts
     def list_owner_ids(self) -> list[str]: ...  # products that have a stored list (similar:{id})
     def read_lists(self, ids: Sequence[str]) -> dict[str, StoredList]: ...
+    def read_pools(self, ids: Sequence[str]) -> dict[str, set[str]]: ...  # what each list was ranked from
     def rev_member_ids(self) -> list[str]: ...  # products that have a non-empty rev:{id}
     def rev_many(self, ids: Sequence[str]) -> dict[str, set[str]]: ...
 
@@ -67,7 +71,7 @@ class VerifyReport:
     missing_lists: int  # products without a stored list
     orphan_lists: int  # stored lists of products that no longer exist
     deleted_in_lists: int  # list entries naming a product that isn't stored
-    score_errors: int  # (sampled) list entries whose score differs from the exact cosine
+    score_errors: int  # (sampled) list entries whose score differs from the exact score
     misordered_lists: int  # lists whose scores are not best first
     rev_errors: int  # (owner, member) pairs where a list and rev:{member} disagree
     output_records: int | None  # keys on the output topic; None when the topic was not read
@@ -162,9 +166,11 @@ def audit(
 
     sampled = _sample(sorted(products), sample, seed)
     categories = _read_all(source.categories, sorted(products)) if policy.same_category_only else None
-    exact = exact_top_k(vectors, policy, sampled, categories)
+    texts = None if policy.weights.is_dense_only else _read_all(source.texts, sorted(products))
+    exact = exact_top_k(vectors, policy, sampled, categories, texts)
     overlaps = {pid: overlap_at_k(lists[pid].items if pid in lists else (), exact[pid]) for pid in sampled}
-    score_errors = _score_errors(vectors, {pid: lists[pid] for pid in sampled if pid in lists}, note)
+    sampled_lists = {pid: lists[pid] for pid in sampled if pid in lists}
+    score_errors = _score_errors(vectors, sampled_lists, policy, texts or {}, note)
 
     rev_errors = _rev_errors(source, lists, note)
     output_mismatches = None if output is None else _output_mismatches(output, lists, products, note)
@@ -205,14 +211,21 @@ def _list_errors(lists: Mapping[str, StoredList], products: Set[str], note: Note
     return deleted, misordered
 
 
-def _score_errors(vectors: Mapping[str, Vector], lists: Mapping[str, StoredList], note: Note) -> int:
-    """List entries whose stored score is not the cosine of the two stored vectors (a stale list)."""
+def _score_errors(
+    vectors: Mapping[str, Vector],
+    lists: Mapping[str, StoredList],
+    policy: SimilarityPolicy,
+    texts: Mapping[str, str],
+    note: Note,
+) -> int:
+    """List entries whose stored score is not the score of the two stored products (a stale list)."""
     errors = 0
     for owner in sorted(lists):
         for item in lists[owner].items:
             if item.product_id not in vectors:
                 continue  # counted as deleted_in_lists
-            true_score = float(_unit(vectors[owner]) @ _unit(vectors[item.product_id]))
+            dense = float(_unit(vectors[owner]) @ _unit(vectors[item.product_id]))
+            true_score = pair_score(texts.get(owner, ""), texts.get(item.product_id, ""), dense, policy.weights)
             if abs(true_score - item.score) > SCORE_TOLERANCE:
                 errors += 1
                 note("score_errors", f"{owner} -> {item.product_id}: {item.score:.6f} != {true_score:.6f}")
@@ -268,6 +281,7 @@ def exact_top_k(
     policy: SimilarityPolicy,
     query_ids: Sequence[str],
     categories: Mapping[str, str] | None = None,
+    texts: Mapping[str, str] | None = None,
 ) -> dict[str, list[Neighbor]]:
     """``similarity.exact_lists`` for the ``query_ids`` only, vectorised: same scores, same tie-break
     (product id), same category rule; the rows are scored in blocks so memory stays bounded."""
@@ -294,9 +308,10 @@ def exact_top_k(
         # Rounded for the sort only: equal vectors may score a few ulps apart (BLAS blocking), and
         # those ties must still be broken by product id.
         ranked = -np.round(scores, TIE_DECIMALS)
-        order = np.lexsort((np.broadcast_to(id_rank, scores.shape), ranked), axis=-1)[:, : policy.top_k]
+        order = np.lexsort((np.broadcast_to(id_rank, scores.shape), ranked), axis=-1)[:, : policy.pool_size]
         for i, pid in enumerate(chunk):
-            best = [Neighbor(ids[col], float(scores[i, col])) for col in order[i] if np.isfinite(scores[i, col])]
+            pool = [Neighbor(ids[col], float(scores[i, col])) for col in order[i] if np.isfinite(scores[i, col])]
+            best = rank_pool((texts or {}).get(pid, ""), pool, texts or {}, policy.weights, policy.top_k)
             found[pid] = policy.keep(best)
     return found
 
@@ -309,15 +324,20 @@ def _category_codes(ids: Sequence[str], categories: Mapping[str, str] | None) ->
 
 
 def _rev_errors(source: AuditSource, lists: Mapping[str, StoredList], note: Note) -> int:
-    """Pairs (owner, member) in a list but not in rev:{member}, or in rev:{member} but not in the list."""
-    listed = {(owner, n.product_id) for owner, stored in lists.items() for n in stored.items}
+    """Pairs (owner, member) in a list's pool but not in rev:{member}, or in rev:{member} but not in the
+    pool; and list items missing from their own pool."""
+    pools = _read_all(source.read_pools, sorted(lists))
+    pooled = {(owner, member) for owner, pool in pools.items() for member in pool}
     rev_sets = _read_all(source.rev_many, list(dict.fromkeys(source.rev_member_ids())))
     reverse = {(owner, member) for member, owners in rev_sets.items() for owner in owners}
-    for owner, member in sorted(listed - reverse):
+    outside = {(owner, n.product_id) for owner, stored in lists.items() for n in stored.items} - pooled
+    for owner, member in sorted(pooled - reverse):
         note("rev_errors", f"{owner} lists {member}, rev:{member} lacks it")
-    for owner, member in sorted(reverse - listed):
+    for owner, member in sorted(reverse - pooled):
         note("rev_errors", f"rev:{member} holds {owner}, whose list lacks it")
-    return len(listed ^ reverse)
+    for owner, member in sorted(outside):
+        note("rev_errors", f"{owner} lists {member}, outside the pool it was ranked from")
+    return len(pooled ^ reverse) + len(outside)
 
 
 def _sample(ids: Sequence[str], sample: int | None, seed: int) -> list[str]:

@@ -11,10 +11,11 @@ them together.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import orjson
 import redis
 
 from simstream.core.errors import StoreError
@@ -42,6 +43,8 @@ class ListWrite(NamedTuple):
     items: Sequence[Neighbor]
     source_version: int  # the product version the list was computed for
     model: str  # "<model id>@<revision>"
+    pool: Sequence[str] | None = None  # the dense candidates it was ranked from; None: just the items
+    admission: float | None = None  # dense score to enter the pool; None: the K-th item's score
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,9 @@ class StoredList:
     computed_at: datetime
     items: tuple[Neighbor, ...]
     payload: bytes  # the exact JSON stored at similar:{id}; emit these bytes as the record value
+    # Known only for a list just computed (not in the payload): what commit stores beside it.
+    pool: tuple[str, ...] | None = field(default=None, compare=False)
+    admission: float | None = field(default=None, compare=False)
 
 
 def utc_now() -> datetime:
@@ -92,8 +98,15 @@ def list_payload(product_id: str, write: ListWrite, list_version: int, computed_
 
 
 def admission_threshold(stored: StoredList, top_k: int) -> float:
-    """The score a new neighbour must reach to enter this list; -1 (anything) while it is short."""
+    """The dense score a new neighbour must reach to enter this list's pool; -1 (anything) while it is
+    short. Without a known pool, the list is its own pool: its K-th score."""
+    if stored.admission is not None:
+        return stored.admission
     return stored.items[-1].score if len(stored.items) >= top_k else -1.0
+
+
+def pool_of(stored: StoredList) -> tuple[str, ...]:
+    return stored.pool if stored.pool is not None else tuple(n.product_id for n in stored.items)
 
 
 def decode_list(payload: bytes) -> StoredList:
@@ -144,14 +157,19 @@ class ListStore:
             return prepared
         pipe = self._client.pipeline(transaction=False)
         for pid, proposal in proposals.items():
-            members = [pid, *(n.product_id for n in proposal.write.items)] if check_members else []
+            write = proposal.write
+            items = [n.product_id for n in write.items]
+            pool = tuple(write.pool) if write.pool is not None else tuple(items)
+            admission = write.admission if write.admission is not None else self._kth(write.items)
             self._prepare_script(
-                keys=[self.keys.list_meta(pid), *(self.keys.product(member) for member in members)],
+                keys=[*self._list_keys(pid), *(self.keys.product(member) for member in items)],
                 args=[
-                    proposal.list_version,
+                    *self._list_args(pid, proposal.list_version, admission, pool)[:5],
                     "" if proposal.compared_with is None else proposal.compared_with,
                     "1" if proposal.unchanged else "",
                     "1" if proposal.forced else "",
+                    "1" if check_members else "",
+                    *pool,
                 ],
                 client=pipe,
             )
@@ -161,8 +179,10 @@ class ListStore:
         for (pid, proposal), reply in zip(proposals.items(), replies, strict=True):
             outcome = int(reply)
             if outcome == PREPARE_EMIT:
-                payload = list_payload(pid, proposal.write, proposal.list_version, computed_at)
-                prepared.ready[pid] = decode_list(payload)
+                write = proposal.write
+                payload = list_payload(pid, write, proposal.list_version, computed_at)
+                known_pool = None if write.pool is None else tuple(write.pool)
+                prepared.ready[pid] = replace(decode_list(payload), pool=known_pool, admission=write.admission)
             elif outcome == PREPARE_MEMBER_GONE:
                 prepared.gone.append(pid)
             elif outcome == PREPARE_UNCHANGED:
@@ -178,26 +198,30 @@ class ListStore:
         count = 0
         for stored in lists:
             count += 1
+            pool = pool_of(stored)
+            args = self._list_args(
+                stored.product_id, stored.list_version, admission_threshold(stored, self._top_k), pool
+            )
             self._write_script(
-                keys=[
-                    self.keys.similar(stored.product_id),
-                    self.keys.product(stored.product_id),
-                    self.keys.list_meta(stored.product_id),
-                ],
-                args=[
-                    self.keys.rev_prefix,
-                    stored.product_id,
-                    stored.payload,
-                    stored.list_version,
-                    admission_threshold(stored, self._top_k),
-                    *(n.product_id for n in stored.items),
-                ],
+                keys=self._list_keys(stored.product_id),
+                args=[*args[:5], stored.payload, "", "", "", *pool],
                 client=pipe,
             )
         if not count:
             return []
         with redis_errors(f"write {count} similar list(s)"):
             return [int(applied) == 1 for applied in pipe.execute()]
+
+    def _list_keys(self, product_id: str) -> list[str]:
+        """KEYS[1..3] of PREPARE_LIST and WRITE_LIST."""
+        return [self.keys.similar(product_id), self.keys.list_meta(product_id), self.keys.product(product_id)]
+
+    def _list_args(self, product_id: str, stamp: int, admission: float, pool: Sequence[str]) -> list[Any]:
+        """ARGV[1..5] of PREPARE_LIST and WRITE_LIST."""
+        return [self.keys.rev_prefix, product_id, stamp, admission, orjson.dumps(list(pool))]
+
+    def _kth(self, items: Sequence[Neighbor]) -> float:
+        return items[-1].score if len(items) >= self._top_k else -1.0
 
     def write_lists(
         self, lists: Mapping[str, ListWrite | tuple[Sequence[Neighbor], int, str]]
@@ -216,15 +240,26 @@ class ListStore:
     def read_list(self, product_id: str) -> StoredList | None:
         return self.read_lists([product_id]).get(product_id)
 
-    def read_lists(self, ids: Sequence[str]) -> dict[str, StoredList]:
-        """The stored lists of the ids that have one."""
+    def read_lists(self, ids: Sequence[str], *, with_pools: bool = False) -> dict[str, StoredList]:
+        """The stored lists of the ids that have one; ``with_pools`` also reads the pool each was ranked
+        from (a list written before pools were kept counts as its items)."""
         if not ids:
             return {}
+        pipe = self._client.pipeline(transaction=False)
+        pipe.mget([self.keys.similar(pid) for pid in ids])
+        for pid in ids if with_pools else ():
+            pipe.hget(self.keys.list_meta(pid), "pool")
         with redis_errors(f"read {len(ids)} similar list(s)"):
-            payloads = self._client.mget([self.keys.similar(pid) for pid in ids])
-        return {
-            pid: decode_list(payload) for pid, payload in zip(ids, payloads, strict=True) if isinstance(payload, bytes)
-        }
+            payloads, *pools = pipe.execute()
+        found: dict[str, StoredList] = {}
+        for i, (pid, payload) in enumerate(zip(ids, payloads, strict=True)):
+            if not isinstance(payload, bytes):
+                continue
+            stored = decode_list(payload)
+            if with_pools and pools[i] is not None:
+                stored = replace(stored, pool=tuple(orjson.loads(pools[i])))
+            found[pid] = stored
+        return found
 
     def delete_list(self, product_id: str) -> bool:
         """Remove the product's list and its entries in the rev sets of its members; True if it had one.
@@ -238,6 +273,11 @@ class ListStore:
                 args=[self.keys.rev_prefix, product_id],
             )
         return int(removed) == 1
+
+    def read_pools(self, ids: Sequence[str]) -> dict[str, set[str]]:
+        """The pool each id's current list was ranked from (what rev: sets hold for it), for the ids
+        with a list."""
+        return {pid: set(pool_of(stored)) for pid, stored in self.read_lists(ids, with_pools=True).items()}
 
     def rev(self, product_id: str) -> set[str]:
         """The products whose current list holds ``product_id``."""

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from simstream.core.encoder import Encoder
-from simstream.core.list_store import ListProposal, ListStore, ListWrite, StoredList
+from simstream.core.list_store import ListProposal, ListStore, ListWrite, StoredList, pool_of
 from simstream.core.refresh import affected_products
 from simstream.core.similarity import SimilarityPolicy, compute_stamped_lists, lists_equal
 from simstream.core.text import build_text, compile_template, content_hash
@@ -183,7 +183,7 @@ class Pipeline:
                 break
             computed = compute_stamped_lists(self._store, pending, self._policy)
             recomputed += len(computed.lists)
-            current = self._lists.read_lists(list(computed.lists))
+            current = self._lists.read_lists(list(computed.lists), with_pools=True)
             proposals: dict[str, ListProposal] = {}
             for pid, fresh in computed.lists.items():
                 stored = current.get(pid)
@@ -192,10 +192,11 @@ class Pipeline:
                     and stored is not None
                     and stored.source_version == fresh.source_version
                     and stored.model == model
+                    and set(pool_of(stored)) == set(fresh.pool)
                     and lists_equal(stored.items, fresh.items, self._refresh.epsilon)
                 )
                 proposals[pid] = ListProposal(
-                    ListWrite(fresh.items, fresh.source_version, model),
+                    ListWrite(fresh.items, fresh.source_version, model, fresh.pool, fresh.admission),
                     computed.stamp,
                     compared_with=None if stored is None else stored.list_version,
                     unchanged=unchanged,
@@ -246,6 +247,7 @@ class Pipeline:
                     price=product.price,
                     updated_at=now,
                     embedding=None if row is None or vectors is None else vectors[row],
+                    text=item.text or "",
                 )
             )
         return writes

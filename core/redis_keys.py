@@ -47,7 +47,7 @@ class RedisKeys:
         return f"{self.prefix}rev:"
 
     def rev(self, product_id: str) -> str:
-        """SET: the products whose current list holds ``product_id``."""
+        """SET: the products whose current list was ranked from a pool holding ``product_id``."""
         return f"{self.prefix}rev:{product_id}"
 
     def index_meta(self, index_name: str) -> str:

@@ -61,11 +61,24 @@ redis.call('INCR', KEYS[3])
 return 1
 """
 
-# Members of the list stored at `key` (the "items" of its similar-items JSON), as a set-like table.
+# The products the rev: sets hold for a list: the pool it was ranked from (a JSON array in
+# listmeta:{id} field 'pool'), or for a list written before pools were kept, its items.
 _OLD_MEMBERS = """
-local function old_members(key)
+local function old_members(list_key, meta_key)
   local members = {}
-  local old = redis.call('GET', key)
+  local pool = redis.call('HGET', meta_key, 'pool')
+  if pool then
+    local ok, decoded = pcall(cjson.decode, pool)
+    if ok and type(decoded) == 'table' then
+      for _, member in ipairs(decoded) do
+        if type(member) == 'string' then
+          members[member] = true
+        end
+      end
+      return members
+    end
+  end
+  local old = redis.call('GET', list_key)
   if old then
     local ok, decoded = pcall(cjson.decode, old)
     if ok and type(decoded) == 'table' and type(decoded['items']) == 'table' then
@@ -80,88 +93,108 @@ local function old_members(key)
 end
 """
 
+# Keys and arguments shared by PREPARE_LIST and WRITE_LIST:
+# KEYS[1] similar:{id}, KEYS[2] listmeta:{id}, KEYS[3] product:{id};
+# ARGV[1] rev key prefix, ARGV[2] product id, ARGV[3] the list's stamp (its list_version), ARGV[4] its
+# admission threshold (the dense score to enter its pool; -1 when anything may enter), ARGV[5] its
+# pool as a JSON array, ARGV[6..9] what each script needs besides, ARGV[10..] the pool's ids.
+# set_pool makes the pool current: rev sets follow the pool, not only the list, because a pool member
+# that changes or leaves can let another candidate into the list. Members that left lose the id, all
+# current members hold it. rev keys are built in the script (not declared in KEYS): fine on one
+# server, not on Redis Cluster.
+_SET_POOL = """
+local POOL_FROM = 10
+local function set_pool()
+  local old = old_members(KEYS[1], KEYS[2])
+  local new = {}
+  for i = POOL_FROM, #ARGV do
+    new[ARGV[i]] = true
+  end
+  for member, _ in pairs(old) do
+    if not new[member] then
+      redis.call('SREM', ARGV[1] .. member, ARGV[2])
+    end
+  end
+  for member, _ in pairs(new) do
+    redis.call('SADD', ARGV[1] .. member, ARGV[2])
+  end
+  redis.call('HSET', KEYS[2], 'pool', ARGV[5])
+  -- The admission threshold on the product itself, for reverse-neighbour searches; never creates
+  -- the hash of a product deleted meanwhile.
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    redis.call('HSET', KEYS[3], 'kth', ARGV[4])
+  end
+end
+local function list_meta()
+  local meta = redis.call('HMGET', KEYS[2], 'committed', 'pending', 'fence')
+  return tonumber(meta[1]) or -1, tonumber(meta[2]) or -1, tonumber(meta[3]) or -1
+end
+"""
+
 # Return codes of PREPARE_LIST.
 PREPARE_EMIT: Final = 1
 PREPARE_SUPERSEDED: Final = 0  # a list at least as fresh is current, or was found unchanged: drop this one
 PREPARE_UNCHANGED: Final = -1  # equal to the current list and nothing in flight: nothing to emit
 PREPARE_MEMBER_GONE: Final = -2  # the product or one of its neighbours was deleted meanwhile: recompute
 
-# KEYS[1] listmeta:{id}, KEYS[2] product:{id}, KEYS[3..] product hashes of the list's members.
-# ARGV[1] the list's stamp (its list_version), ARGV[2] the committed list_version the caller compared
-# the list with ('' when there was none), ARGV[3] '1' when the list equals that one, ARGV[4] '1' to
-# emit even when unchanged or equally fresh (a replay: its earlier records may have been aborted).
+# KEYS as above, then KEYS[4..] the product hashes of the list's items.
+# ARGV as above, with ARGV[6] the committed list_version the caller compared the list with ('' when
+# there was none), ARGV[7] '1' when the list's items equal that one's, ARGV[8] '1' to emit even when unchanged or
+# equally fresh (a replay: its earlier records may have been aborted), ARGV[9] '1' when the product
+# (KEYS[3]) and the items (KEYS[4..]) must still exist.
 # A list fresher than the current one is emitted even while a fresher one is in flight: that one may
 # never land (its worker lost the partition), and if it does it outranks this one everywhere.
 # ``pending`` (the highest stamp in flight) only stops an unchanged list from being skipped: a staler
 # list in flight would reach the topic after it. Skipping raises the fence instead, so a staler list
-# computed before it can no longer be emitted.
-PREPARE_LIST: Final = """
-for i = 2, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 0 then
-    return -2
+# computed before it can no longer be emitted, and makes the new pool current (nothing to emit).
+PREPARE_LIST: Final = (
+    _OLD_MEMBERS
+    + _SET_POOL
+    + """
+if ARGV[9] == '1' then
+  for i = 3, #KEYS do
+    if redis.call('EXISTS', KEYS[i]) == 0 then
+      return -2
+    end
   end
 end
-local stamp = tonumber(ARGV[1])
-local meta = redis.call('HMGET', KEYS[1], 'committed', 'pending', 'fence')
-local committed = tonumber(meta[1]) or -1
-local pending = tonumber(meta[2]) or -1
-local fence = tonumber(meta[3]) or -1
-local forced = ARGV[4] == '1'
+local stamp = tonumber(ARGV[3])
+local committed, pending, fence = list_meta()
+local forced = ARGV[8] == '1'
 local floor = math.max(committed, fence)
 if stamp < floor or (stamp == floor and not forced) then
   return 0
 end
-if not forced and ARGV[3] == '1' and ARGV[2] ~= '' and tonumber(ARGV[2]) == committed and pending <= committed then
-  redis.call('HSET', KEYS[1], 'fence', ARGV[1])
+if not forced and ARGV[7] == '1' and ARGV[6] ~= '' and tonumber(ARGV[6]) == committed and pending <= committed then
+  redis.call('HSET', KEYS[2], 'fence', ARGV[3])
+  set_pool()
   return -1
 end
 if stamp > pending then
-  redis.call('HSET', KEYS[1], 'pending', ARGV[1])
+  redis.call('HSET', KEYS[2], 'pending', ARGV[3])
 end
 return 1
 """
+)
 
-# KEYS[1] similar:{id}, KEYS[2] product:{id}, KEYS[3] listmeta:{id}. ARGV[1] rev key prefix, ARGV[2]
-# product id, ARGV[3] the list's JSON, ARGV[4] its list_version (its stamp), ARGV[5] its admission
-# threshold (-1 when anything may enter), ARGV[6..] member ids.
-# Fenced: a list not fresher than the current one (or below the fence) changes nothing (returns 0), so
-# a slow writer never overwrites a fresher list. rev sets change in the same script: members that left
-# lose the id, all current members hold it.
-# rev keys are built in the script (not declared in KEYS): fine on one server, not on Redis Cluster.
+# KEYS and ARGV[1..5] as above; ARGV[6] the list's JSON, ARGV[7..9] unused (''), the pool from
+# ARGV[10]. Fenced: a list not fresher than the current one (or below the fence) changes nothing
+# (returns 0), so a slow writer never overwrites a fresher list.
 WRITE_LIST: Final = (
     _OLD_MEMBERS
+    + _SET_POOL
     + """
-local stamp = tonumber(ARGV[4])
-local meta = redis.call('HMGET', KEYS[3], 'committed', 'pending', 'fence')
-local committed = tonumber(meta[1]) or -1
-local pending = tonumber(meta[2]) or -1
-local fence = tonumber(meta[3]) or -1
+local stamp = tonumber(ARGV[3])
+local committed, pending, fence = list_meta()
 if pending ~= -1 and pending <= stamp then
-  redis.call('HDEL', KEYS[3], 'pending')
+  redis.call('HDEL', KEYS[2], 'pending')
 end
 if stamp <= committed or stamp < fence then
   return 0
 end
-local old = old_members(KEYS[1])
-local new = {}
-for i = 6, #ARGV do
-  new[ARGV[i]] = true
-end
-for member, _ in pairs(old) do
-  if not new[member] then
-    redis.call('SREM', ARGV[1] .. member, ARGV[2])
-  end
-end
-for member, _ in pairs(new) do
-  redis.call('SADD', ARGV[1] .. member, ARGV[2])
-end
-redis.call('SET', KEYS[1], ARGV[3])
-redis.call('HSET', KEYS[3], 'committed', ARGV[4])
--- The list's admission threshold on the product itself, for reverse-neighbour searches; never
--- creates the hash of a product deleted meanwhile.
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('HSET', KEYS[2], 'kth', ARGV[5])
-end
+set_pool()
+redis.call('SET', KEYS[1], ARGV[6])
+redis.call('HSET', KEYS[2], 'committed', ARGV[3])
 return 1
 """
 )
@@ -172,10 +205,11 @@ return 1
 DELETE_LIST: Final = (
     _OLD_MEMBERS
     + """
-local old = old_members(KEYS[1])
+local old = old_members(KEYS[1], KEYS[2])
 for member, _ in pairs(old) do
   redis.call('SREM', ARGV[1] .. member, ARGV[2])
 end
+redis.call('HDEL', KEYS[2], 'pool')
 redis.call('HSET', KEYS[2], 'fence', tonumber(redis.call('GET', KEYS[3]) or '0'))
 return redis.call('DEL', KEYS[1])
 """

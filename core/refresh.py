@@ -1,9 +1,10 @@
 """Which similar-item lists a batch of changes can alter (design.md §4).
 
-When product P changes or is deleted, besides P's own list: the lists that held P (``rev:{P}``) may
-lose it or reorder, and the lists of products near P may now admit it. The second set is found with
-one KNN from P, bounded by ``fanout``: a product Q is affected when P would rank inside Q's current
-list (Q's list is shorter than K, or P scores above Q's K-th item).
+A list is ranked from a pool of dense candidates (core/similarity). When product P changes or is
+deleted, besides P's own list: the lists whose pool held P (``rev:{P}``) may lose it, reorder, or let
+the next candidate in; and the lists whose pool P may now enter. The second set is found with one KNN
+from P, bounded by ``fanout``: a product Q is affected when P's dense score reaches Q's admission
+threshold (``kth`` on Q's hash: the last score of Q's full pool, -1 while it is not full).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Protocol
 
-from simstream.core.list_store import StoredList
 from simstream.core.similarity import NeighborSource, SimilarityPolicy
 from simstream.core.vector_store import KnnFilter, Neighbor
 
@@ -20,21 +20,23 @@ WEAK_FETCH_CAP = 3200  # bounds one changed product's reverse search (the design
 
 
 class RefreshLists(Protocol):
-    def read_lists(self, ids: Sequence[str]) -> dict[str, StoredList]: ...
     def rev_many(self, ids: Sequence[str]) -> dict[str, set[str]]: ...
 
 
-def admits(stored: StoredList | None, score: float, policy: SimilarityPolicy) -> bool:
-    """Would a neighbour with ``score`` belong in this current list?"""
-    if policy.min_score is not None and score < policy.min_score:
+class RefreshStore(NeighborSource, Protocol):
+    def admission_thresholds(self, ids: Sequence[str]) -> dict[str, float]: ...
+
+
+def admits(threshold: float | None, dense: float, policy: SimilarityPolicy) -> bool:
+    """Would a neighbour with this dense score enter a pool with this admission threshold (None: the
+    product has no list yet), and could it then pass the policy's minimum score?"""
+    if not policy.may_score(dense):
         return False
-    if stored is None or len(stored.items) < policy.top_k:
-        return True
-    return score >= stored.items[-1].score
+    return threshold is None or dense >= threshold
 
 
 def affected_products(
-    store: NeighborSource,
+    store: RefreshStore,
     lists: RefreshLists,
     changed: Collection[str],
     deleted: Collection[str],
@@ -76,11 +78,11 @@ def affected_products(
             k = min(WEAK_FETCH_CAP, k * WEAK_FETCH_FACTOR)
         found_all = [*near.values(), *weak.values()]
         candidates = {n.product_id for found in found_all for n in found} - affected
-        current = lists.read_lists(sorted(candidates))
+        thresholds = store.admission_thresholds(sorted(candidates))
         for found in found_all:
             for neighbour in found:
                 if neighbour.product_id in candidates and admits(
-                    current.get(neighbour.product_id), neighbour.score, policy
+                    thresholds.get(neighbour.product_id), neighbour.score, policy
                 ):
                     affected.add(neighbour.product_id)
     return affected - set(deleted)

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from simstream.core.hybrid import HybridWeights, rank_pool
 from simstream.core.vector_store import KnnFilter, Neighbor, Vector
 from simstream.schemas.settings import Settings
 
@@ -27,6 +28,7 @@ class NeighborSource(Protocol):
 
     def embeddings(self, ids: Sequence[str]) -> dict[str, Vector]: ...
     def metadata(self, ids: Sequence[str]) -> dict[str, dict[str, str]]: ...
+    def texts(self, ids: Sequence[str]) -> dict[str, str]: ...
     def knn_many(
         self,
         queries: Sequence[tuple[str, Vector]],
@@ -48,6 +50,8 @@ class StampedNeighborSource(NeighborSource, Protocol):
 class ComputedList:
     items: list[Neighbor]
     source_version: int  # the product version whose vector the list was computed from
+    pool: tuple[str, ...]  # the dense candidates the list was ranked from (rev: sets follow these)
+    admission: float  # the dense score a product needs to enter the pool (-1: the pool is not full)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +60,19 @@ class StampedLists:
     lists: dict[str, ComputedList]
 
 
+DENSE_ONLY = HybridWeights(code=0.0, lexical=0.0)
+
+
 @dataclass(frozen=True, slots=True)
 class SimilarityPolicy:
+    """What a list is: the top-K by hybrid score (core/hybrid) of the dense top-``pool_size``
+    candidates that the filters allow; with DENSE_ONLY weights, the top-K by cosine."""
+
     top_k: int
     same_category_only: bool = False
     min_score: float | None = None  # neighbours scoring below are dropped (the list may get shorter)
+    weights: HybridWeights = DENSE_ONLY
+    candidates: int = 0  # dense candidates re-ranked by the hybrid score (at least top_k are)
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -68,7 +80,25 @@ class SimilarityPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SimilarityPolicy:
-        return cls(top_k=settings.top_k, same_category_only=settings.same_category_only, min_score=settings.min_score)
+        return cls(
+            top_k=settings.top_k,
+            same_category_only=settings.same_category_only,
+            min_score=settings.min_score,
+            weights=HybridWeights.from_settings(settings),
+            candidates=settings.rerank_candidates,
+        )
+
+    @property
+    def pool_size(self) -> int:
+        return self.top_k if self.weights.is_dense_only else max(self.top_k, self.candidates)
+
+    def admission(self, pool: Sequence[Neighbor]) -> float:
+        """The dense score a product needs to enter this pool: its last score once full, else -1."""
+        return pool[-1].score if len(pool) >= self.pool_size else -1.0
+
+    def may_score(self, dense: float) -> bool:
+        """Can a pair with this dense score pass ``min_score`` (with the best lexical evidence)?"""
+        return self.min_score is None or self.weights.upper_bound(dense) >= self.min_score
 
     def keep(self, neighbors: Iterable[Neighbor]) -> list[Neighbor]:
         if self.min_score is None:
@@ -83,14 +113,14 @@ def compute_lists(
     *,
     batch_size: int = KNN_BATCH_SIZE,
 ) -> dict[str, list[Neighbor]]:
-    """Top-K neighbours (self excluded, best first) of each id, from its stored vector.
+    """Each id's list (self excluded, best first) from its stored vector, as the policy defines it.
 
     Ids without a stored product are left out. With ``same_category_only`` a product without a category
     is not restricted (an empty TAG value cannot be queried).
     """
     lists: dict[str, list[Neighbor]] = {}
     for chunk in _chunks(product_ids, batch_size):
-        lists.update(_knn_lists(store, store.embeddings(chunk), policy))
+        lists.update({pid: found[0] for pid, found in _ranked_lists(store, store.embeddings(chunk), policy).items()})
     return lists
 
 
@@ -101,13 +131,18 @@ def compute_stamped_lists(
     *,
     batch_size: int = KNN_BATCH_SIZE,
 ) -> StampedLists:
-    """compute_lists, with each list's source version and the catalog stamp they all reflect."""
+    """compute_lists, with each list's pool, source version and the catalog stamp they all reflect."""
     stamp = store.catalog_stamp()  # first: what is read after it reflects at least these writes
     lists: dict[str, ComputedList] = {}
     for chunk in _chunks(product_ids, batch_size):
         versioned = store.versioned_embeddings(chunk)
-        found = _knn_lists(store, {pid: vector for pid, (vector, _) in versioned.items()}, policy)
-        lists.update({pid: ComputedList(items, versioned[pid][1]) for pid, items in found.items()})
+        ranked = _ranked_lists(store, {pid: vector for pid, (vector, _) in versioned.items()}, policy)
+        lists.update(
+            {
+                pid: ComputedList(items, versioned[pid][1], tuple(n.product_id for n in pool), policy.admission(pool))
+                for pid, (items, pool) in ranked.items()
+            }
+        )
     return StampedLists(stamp, lists)
 
 
@@ -116,24 +151,36 @@ def _chunks(product_ids: Sequence[str], batch_size: int) -> list[list[str]]:
     return [unique_ids[start : start + batch_size] for start in range(0, len(unique_ids), batch_size)]
 
 
-def _knn_lists(
+def _ranked_lists(
     store: NeighborSource, vectors: Mapping[str, Vector], policy: SimilarityPolicy
-) -> dict[str, list[Neighbor]]:
+) -> dict[str, tuple[list[Neighbor], list[Neighbor]]]:
+    """(list, dense pool) of each product: its dense top-pool_size, ranked by the policy's scoring."""
     present = list(vectors)
     filters: dict[str, KnnFilter] | None = None
     if policy.same_category_only:
         metadata = store.metadata(present)
         filters = {pid: KnnFilter(category=metadata.get(pid, {}).get("category")) for pid in present}
-    found = store.knn_many([(pid, vectors[pid]) for pid in present], policy.top_k, filters=filters)
-    return {pid: policy.keep(found[pid]) for pid in present}
+    pools = store.knn_many([(pid, vectors[pid]) for pid in present], policy.pool_size, filters=filters)
+    texts: dict[str, str] = {}
+    if not policy.weights.is_dense_only:
+        texts = store.texts(sorted({*present, *(n.product_id for pool in pools.values() for n in pool)}))
+    return {
+        pid: (
+            policy.keep(rank_pool(texts.get(pid, ""), pools[pid], texts, policy.weights, policy.top_k)),
+            pools[pid],
+        )
+        for pid in present
+    }
 
 
 def exact_lists(
     vectors: Mapping[str, Vector],
     policy: SimilarityPolicy,
     categories: Mapping[str, str] | None = None,
+    texts: Mapping[str, str] | None = None,
 ) -> dict[str, list[Neighbor]]:
-    """Brute-force top-K by cosine similarity over ``vectors``: the reference the store should match.
+    """Brute-force lists over ``vectors``: the reference the store should match. The exact dense
+    top-pool_size of each product, ranked by the policy's scoring (``texts`` needed when it is hybrid).
 
     Ties are broken by product id so the reference is deterministic. ``categories`` is needed when the
     policy keeps to the same category (compared case-insensitively, like the TAG index).
@@ -154,7 +201,9 @@ def exact_lists(
             if other != pid and (not policy.same_category_only or not folded[pid] or folded[other] == folded[pid])
         ]
         candidates.sort(key=lambda pair: (-pair[0], pair[1]))
-        lists[pid] = policy.keep(Neighbor(other, score) for score, other in candidates[: policy.top_k])
+        pool = [Neighbor(other, score) for score, other in candidates[: policy.pool_size]]
+        found = rank_pool((texts or {}).get(pid, ""), pool, texts or {}, policy.weights, policy.top_k)
+        lists[pid] = policy.keep(found)
     return lists
 
 

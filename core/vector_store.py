@@ -59,6 +59,7 @@ class ProductWrite:
     price: float | None
     updated_at: float
     embedding: Vector | None  # None => metadata-only update that keeps the stored embedding
+    text: str = ""  # the embedded text, kept for the hybrid score's lexical evidence (core/hybrid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,8 @@ class VectorStore(Protocol):
     def catalog_stamp(self) -> int: ...
     def versioned_embeddings(self, ids: Sequence[str]) -> dict[str, tuple[Vector, int]]: ...
     def metadata(self, ids: Sequence[str]) -> dict[str, dict[str, str]]: ...
+    def texts(self, ids: Sequence[str]) -> dict[str, str]: ...
+    def admission_thresholds(self, ids: Sequence[str]) -> dict[str, float]: ...
     def all_product_ids(self) -> list[str]: ...
     def count(self) -> int: ...
 
@@ -350,6 +353,7 @@ class RedisVectorStore:
             "brand": write.brand,
             "category": write.category,
             "updated_at": repr(float(write.updated_at)),
+            "text": write.text,
         }
         has_price = write.price is not None and math.isfinite(write.price)
         if has_price:
@@ -492,6 +496,28 @@ class RedisVectorStore:
             for pid, (blob, version) in zip(ids, replies, strict=True)
             if blob is not None and version is not None
         }
+
+    def admission_thresholds(self, ids: Sequence[str]) -> dict[str, float]:
+        """``kth`` of the ids whose list was made current (see core/refresh), by product id."""
+        if not ids:
+            return {}
+        pipe = self._client.pipeline(transaction=False)
+        for product_id in ids:
+            pipe.hget(self.keys.product(product_id), "kth")
+        with redis_errors(f"read {len(ids)} admission threshold(s)"):
+            replies = pipe.execute()
+        return {pid: float(value) for pid, value in zip(ids, replies, strict=True) if value is not None}
+
+    def texts(self, ids: Sequence[str]) -> dict[str, str]:
+        """The stored text of the ids that have one (what the encoder embedded)."""
+        if not ids:
+            return {}
+        pipe = self._client.pipeline(transaction=False)
+        for product_id in ids:
+            pipe.hget(self.keys.product(product_id), "text")
+        with redis_errors(f"read {len(ids)} text(s)"):
+            replies = pipe.execute()
+        return {pid: text(value) for pid, value in zip(ids, replies, strict=True) if value is not None}
 
     def metadata(self, ids: Sequence[str]) -> dict[str, dict[str, str]]:
         """title/brand/category/price of the ids that exist (a missing price is left out)."""

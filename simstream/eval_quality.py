@@ -15,7 +15,8 @@ Metrics, per direction (left to right: each left offer with at least one true ma
 Methods: ``tfidf`` (TF-IDF cosine of the texts, the baseline), ``dense`` (the encoder's cosine),
 ``hybrid`` (dense top-N re-ranked with model codes and TF-IDF, :mod:`simstream.core.hybrid`), all three
 on the evaluation template; ``default`` is what the running pipeline does with the given settings
-(``text_template``, ``hybrid_code_weight``, ``hybrid_lexical_weight``, ``rerank_candidates``).
+(``text_template``, ``hybrid_code_weight``, ``hybrid_lexical_weight``, ``rerank_candidates``; token
+weights without corpus IDF, so a pair's score depends on its two texts alone).
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ class Scoring:
     template: str
     weights: HybridWeights
     rerank_candidates: int
+    # IDF over the evaluated corpus; the pipeline scores without it (core.hybrid.text_profile), so the
+    # ``default`` method does too.
+    corpus_idf: bool = True
 
 
 def default_data_dir() -> Path:
@@ -264,7 +268,7 @@ class _Evaluator:
     def hybrid(self, scoring: Scoring) -> dict[str, dict[str, dict[str, float]]]:
         vectors = self.vectors(scoring.template)
         texts = self.texts(scoring.template)
-        frequencies = DocumentFrequencies.of(lexical_tokens(text) for text in texts)
+        frequencies = DocumentFrequencies.of(lexical_tokens(text) for text in texts) if scoring.corpus_idf else None
         profiles = [LexicalProfile.of(text, frequencies) for text in texts]
 
         def score(direction: _Direction, candidates: npt.NDArray[np.bool_]) -> FloatMatrix:
@@ -330,12 +334,15 @@ def _describe(scoring: Scoring) -> dict[str, Any]:
         "code_weight": scoring.weights.code,
         "lexical_weight": scoring.weights.lexical,
         "rerank_candidates": scoring.rerank_candidates,
+        "corpus_idf": scoring.corpus_idf,
     }
 
 
 def default_scoring(settings: Settings) -> Scoring:
     """The pipeline's scoring under ``settings``."""
-    return Scoring(settings.text_template, HybridWeights.from_settings(settings), settings.rerank_candidates)
+    return Scoring(
+        settings.text_template, HybridWeights.from_settings(settings), settings.rerank_candidates, corpus_idf=False
+    )
 
 
 def run_eval(
@@ -387,7 +394,8 @@ def format_eval_table(result: dict[str, Any]) -> str:
     for key, scoring in result["scorings"].items():
         lines.append(
             f"{key:<8} template={scoring['template']!r} code_weight={scoring['code_weight']} "
-            f"lexical_weight={scoring['lexical_weight']} rerank_candidates={scoring['rerank_candidates']}"
+            f"lexical_weight={scoring['lexical_weight']} rerank_candidates={scoring['rerank_candidates']} "
+            f"corpus_idf={scoring['corpus_idf']}"
         )
     lines.append(
         f"queries: {data['queries']['left_to_right']} / {data['queries']['right_to_left']}; "

@@ -58,11 +58,17 @@ class RedisAuditSource:
     def categories(self, ids: Sequence[str]) -> dict[str, str]:
         return {pid: meta.get("category", "") for pid, meta in self._store.metadata(ids).items()}
 
+    def texts(self, ids: Sequence[str]) -> dict[str, str]:
+        return self._store.texts(ids)
+
     def list_owner_ids(self) -> list[str]:
         return self._scan_ids(self._lists.keys.similar(""))
 
     def read_lists(self, ids: Sequence[str]) -> dict[str, StoredList]:
         return self._lists.read_lists(ids)
+
+    def read_pools(self, ids: Sequence[str]) -> dict[str, set[str]]:
+        return self._lists.read_pools(ids)
 
     def rev_member_ids(self) -> list[str]:
         return self._scan_ids(self._lists.keys.rev_prefix)

@@ -26,6 +26,7 @@ from support.streaming import (
 from simstream.consumers.output_reader import read_last_records
 from simstream.core.encoder import TransformerEncoder
 from simstream.core.errors import StoreError
+from simstream.core.hybrid import pair_score
 from simstream.core.list_store import ListStore
 from simstream.core.redis_client import make_redis_client
 from simstream.core.similarity import SimilarityPolicy, exact_lists
@@ -88,7 +89,10 @@ def test_whole_abt_buy_catalog_is_embedded_and_every_list_is_the_exact_top_k(
     norms = np.linalg.norm(np.stack(list(vectors.values())), axis=1)
     assert np.allclose(norms, 1.0, atol=1e-3)
 
-    exact = exact_lists(vectors, SimilarityPolicy(top_k=settings.top_k))
+    policy = SimilarityPolicy.from_settings(settings)  # the default scoring: hybrid
+    assert not policy.weights.is_dense_only
+    texts = store.texts(ids)
+    exact = exact_lists(vectors, policy, texts=texts)
     emitted = read_last_records(settings)
     assert set(emitted) == set(ids)
     equal = 0
@@ -99,18 +103,28 @@ def test_whole_abt_buy_catalog_is_embedded_and_every_list_is_the_exact_top_k(
         assert len(record.items) == settings.top_k
         stored = lists.read_list(pid)
         assert stored is not None and stored.payload == value  # Redis and the topic agree
-        equal += same_top_k(pid, [i.product_id for i in record.items], exact[pid], vectors)
+        equal += same_top_k(pid, [i.product_id for i in record.items], exact[pid], vectors, texts, policy)
     assert equal / len(ids) >= 0.99, f"only {equal}/{len(ids)} lists equal the brute-force top-K"
     report = run_verify(settings)
     assert report.misordered_lists == 0 and report.rev_errors == 0 and report.output_mismatches == 0
 
 
-def same_top_k(pid: str, listed: list[str], exact: list[Neighbor], vectors: dict[str, np.ndarray]) -> bool:
+def same_top_k(
+    pid: str,
+    listed: list[str],
+    exact: list[Neighbor],
+    vectors: dict[str, np.ndarray],
+    texts: dict[str, str],
+    policy: SimilarityPolicy,
+) -> bool:
     """Equal membership, where products tied (within float32 noise) at the K-th score are interchangeable:
     real catalogs hold identical titles, and Redis (float32) and numpy (float64) break such ties differently."""
     kth = exact[-1].score
     swapped = set(listed) ^ {n.product_id for n in exact}
-    return all(abs(float(vectors[pid] @ vectors[other]) - kth) < 1e-5 for other in swapped)
+    return all(
+        abs(pair_score(texts[pid], texts[other], float(vectors[pid] @ vectors[other]), policy.weights) - kth) < 1e-5
+        for other in swapped
+    )
 
 
 def test_title_update_reembeds_price_update_does_not_and_older_versions_change_nothing(

@@ -20,6 +20,7 @@ from simstream.core.audit import (
     overlap_at_k,
     threshold_failures,
 )
+from simstream.core.hybrid import HybridWeights
 from simstream.core.list_store import ListWrite, StoredList, decode_list, list_payload
 from simstream.core.similarity import SimilarityPolicy, exact_lists
 from simstream.core.vector_store import Neighbor, Vector
@@ -42,10 +43,12 @@ class FakeSource:
         vectors: dict[str, Vector],
         lists: dict[str, StoredList],
         categories: dict[str, str] | None = None,
+        texts: dict[str, str] | None = None,
     ) -> None:
         self.vectors = vectors
         self.lists = lists
         self.category_of = categories or {}
+        self.text_of = texts or {}
         self.rev: dict[str, set[str]] = {}
         for owner, stored_list in lists.items():
             for item in stored_list.items:
@@ -62,8 +65,14 @@ class FakeSource:
     def categories(self, ids: Sequence[str]) -> dict[str, str]:
         return {pid: self.category_of.get(pid, "") for pid in ids if pid in self.vectors}
 
+    def texts(self, ids: Sequence[str]) -> dict[str, str]:
+        return {pid: self.text_of[pid] for pid in ids if pid in self.text_of}
+
     def list_owner_ids(self) -> list[str]:
         return list(self.lists)
+
+    def read_pools(self, ids: Sequence[str]) -> dict[str, set[str]]:
+        return {pid: {n.product_id for n in self.lists[pid].items} for pid in ids if pid in self.lists}
 
     def read_lists(self, ids: Sequence[str]) -> dict[str, StoredList]:
         return {pid: self.lists[pid] for pid in ids if pid in self.lists}
@@ -381,3 +390,27 @@ def test_cmd_verify_json_and_exit_codes(monkeypatch: pytest.MonkeyPatch, capsys:
 def test_negative_sample_is_rejected() -> None:
     with pytest.raises(SystemExit):
         parse(["--sample", "-1"])
+
+
+# --- hybrid scoring ----------------------------------------------------------------------------
+
+HYBRID = SimilarityPolicy(top_k=3, weights=HybridWeights(code=1.0, lexical=0.25), candidates=6)
+
+
+def hybrid_texts(ids: Sequence[str]) -> dict[str, str]:
+    # Pairs of products share a model code, whatever their vectors say.
+    return {pid: f"offer {pid} model XQ{int(pid[1:]) // 2:03d}Z" for pid in ids}
+
+
+def test_a_hybrid_state_verifies_clean_and_a_dense_one_does_not() -> None:
+    vectors = random_vectors(12)
+    texts = hybrid_texts(list(vectors))
+    hybrid_lists = {pid: stored(pid, found) for pid, found in exact_lists(vectors, HYBRID, texts=texts).items()}
+    source = FakeSource(vectors, hybrid_lists, texts=texts)
+    report = audit(source, HYBRID)
+    assert problems(report) == {**CLEAN, "output_mismatches": None}
+    assert report.overlap_at_k_mean == 1.0
+    # The pure-cosine lists are not what the hybrid policy defines: overlap and scores both show it.
+    dense_lists = {pid: stored(pid, found) for pid, found in exact_lists(vectors, POLICY).items()}
+    wrong = audit(FakeSource(vectors, dense_lists, texts=texts), HYBRID)
+    assert wrong.overlap_at_k_mean < 1.0 and wrong.score_errors > 0

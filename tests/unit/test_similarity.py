@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pytest
 
+from simstream.core.hybrid import HybridWeights
 from simstream.core.similarity import SimilarityPolicy, compute_lists, exact_lists, lists_equal
 from simstream.core.vector_store import KnnFilter, Neighbor, Vector
 from simstream.schemas.settings import Settings
@@ -19,9 +20,15 @@ def vec(*values: float) -> Vector:
 class FakeStore:
     """Answers KNN by brute force over a dict and records what it was asked."""
 
-    def __init__(self, vectors: Mapping[str, Vector], categories: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        vectors: Mapping[str, Vector],
+        categories: Mapping[str, str] | None = None,
+        texts: Mapping[str, str] | None = None,
+    ) -> None:
         self.vectors = dict(vectors)
         self.categories = dict(categories or {})
+        self.stored_texts = dict(texts or {})
         self.knn_calls: list[tuple[list[str], int, dict[str, KnnFilter] | None]] = []
 
     def embeddings(self, ids: Sequence[str]) -> dict[str, Vector]:
@@ -29,6 +36,9 @@ class FakeStore:
 
     def metadata(self, ids: Sequence[str]) -> dict[str, dict[str, str]]:
         return {pid: {"category": self.categories.get(pid, "")} for pid in ids if pid in self.vectors}
+
+    def texts(self, ids: Sequence[str]) -> dict[str, str]:
+        return {pid: self.stored_texts[pid] for pid in ids if pid in self.stored_texts}
 
     def knn_many(
         self,
@@ -81,7 +91,11 @@ def test_lists_equal_rejects_membership_order_and_score_changes(new: list[Neighb
 
 def test_policy_from_settings_and_validation() -> None:
     policy = SimilarityPolicy.from_settings(Settings(top_k=7, same_category_only=True, min_score=0.25))
-    assert policy == SimilarityPolicy(top_k=7, same_category_only=True, min_score=0.25)
+    assert policy == SimilarityPolicy(
+        top_k=7, same_category_only=True, min_score=0.25, weights=HybridWeights(1.0, 0.25), candidates=50
+    )
+    assert policy.pool_size == 50
+    assert SimilarityPolicy(top_k=7, candidates=50).pool_size == 7  # dense only: the list is the pool
     with pytest.raises(ValueError, match="top_k"):
         SimilarityPolicy(top_k=0)
 
@@ -144,3 +158,57 @@ def test_compute_lists_applies_min_score() -> None:
     store = FakeStore({"a": vec(1, 0), "b": vec(1, 0.05), "c": vec(0, 1)})
     lists = compute_lists(store, ["a"], SimilarityPolicy(top_k=2, min_score=0.5))
     assert [n.product_id for n in lists["a"]] == ["b"]
+
+
+# --- hybrid lists: the dense pool re-ranked -------------------------------------------------------
+
+HYBRID = SimilarityPolicy(top_k=2, weights=HybridWeights(code=1.0, lexical=0.25), candidates=3)
+
+
+def hybrid_catalog() -> tuple[dict[str, Vector], dict[str, str]]:
+    # q's dense order: a, b, c, d. c shares q's model code; d does too but is outside the pool of 3.
+    vectors = {
+        "q": vec(1.0, 0.0, 0.0),
+        "a": vec(0.95, 0.31, 0.0),
+        "b": vec(0.9, 0.43, 0.0),
+        "c": vec(0.8, 0.6, 0.0),
+        "d": vec(0.1, 0.99, 0.0),
+    }
+    texts = {
+        "q": "Sony Camera DSC-W800 black",
+        "a": "Canon Camera PowerShot A100",
+        "b": "Nikon Camera Coolpix L32",
+        "c": "Sony DSCW800 digital camera",
+        "d": "Sony DSC-W800 case",
+    }
+    return vectors, texts
+
+
+def test_hybrid_lists_rank_a_shared_model_code_first_within_the_pool() -> None:
+    vectors, texts = hybrid_catalog()
+    found = compute_lists(FakeStore(vectors, texts=texts), ["q"], HYBRID)["q"]
+    assert found[0].product_id == "c"  # third by cosine, first with its model code
+    assert "d" not in {n.product_id for n in found}  # same code, but not among the 3 dense candidates
+    assert found[0].score <= 1.0 and found[0].score > found[1].score
+    dense = compute_lists(FakeStore(vectors, texts=texts), ["q"], SimilarityPolicy(top_k=2))["q"]
+    assert [n.product_id for n in dense] == ["a", "b"]
+
+
+def test_hybrid_lists_match_the_brute_force_reference() -> None:
+    vectors, texts = hybrid_catalog()
+    policy = SimilarityPolicy(top_k=3, weights=HybridWeights(code=1.0, lexical=0.25), candidates=4)
+    store = FakeStore(vectors, texts=texts)
+    expected = exact_lists(vectors, policy, texts=texts)
+    for pid, found in compute_lists(store, list(vectors), policy).items():
+        assert [n.product_id for n in found] == [n.product_id for n in expected[pid]]
+        assert [n.score for n in found] == pytest.approx([n.score for n in expected[pid]], abs=1e-6)
+
+
+def test_admission_is_the_full_pools_last_dense_score() -> None:
+    pool = [Neighbor("a", 0.9), Neighbor("b", 0.8), Neighbor("c", 0.7)]
+    assert HYBRID.admission(pool) == 0.7
+    assert HYBRID.admission(pool[:2]) == -1.0
+    assert SimilarityPolicy(top_k=2).admission(pool[:2]) == 0.8
+    # With a minimum score, a pair passes when its best possible hybrid score could.
+    strict = SimilarityPolicy(top_k=2, min_score=0.9, weights=HybridWeights(1.0, 0.25), candidates=3)
+    assert strict.may_score(0.8) and not strict.may_score(0.7)
