@@ -116,7 +116,9 @@ local function set_pool()
     end
   end
   for member, _ in pairs(new) do
-    redis.call('SADD', ARGV[1] .. member, ARGV[2])
+    if not old[member] then
+      redis.call('SADD', ARGV[1] .. member, ARGV[2])
+    end
   end
   redis.call('HSET', KEYS[2], 'pool', ARGV[5])
   -- The admission threshold on the product itself, for reverse-neighbour searches; never creates

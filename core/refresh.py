@@ -9,14 +9,27 @@ threshold (``kth`` on Q's hash: the last score of Q's full pool, -1 while it is 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from simstream.core.similarity import NeighborSource, SimilarityPolicy
-from simstream.core.vector_store import KnnFilter, Neighbor
+from simstream.core.vector_store import KnnFilter, Neighbor, RangeQuery
 
-WEAK_FETCH_FACTOR = 4
-WEAK_FETCH_CAP = 3200  # bounds one changed product's reverse search (the design's bounded fan-out)
+# Threshold bands of the reverse search: narrower bands return fewer false candidates, more bands cost
+# more queries; pools whose threshold is -1 (not full) admit anything and have a band of their own.
+MAX_BANDS = 8
+MIN_BAND_WIDTH = 0.05
+NOT_FULL = (-1.0, -1.0)
+
+
+def admission_bands(lowest: float | None, highest: float) -> list[tuple[float, float]]:
+    """[low, high] threshold bands covering [lowest, highest]; none when no threshold is that low."""
+    if lowest is None or lowest > highest:
+        return []
+    count = max(1, min(MAX_BANDS, math.ceil((highest - lowest) / MIN_BAND_WIDTH)))
+    width = (highest - lowest) / count
+    return [(lowest + i * width, highest if i == count - 1 else lowest + (i + 1) * width) for i in range(count)]
 
 
 class RefreshLists(Protocol):
@@ -25,6 +38,8 @@ class RefreshLists(Protocol):
 
 class RefreshStore(NeighborSource, Protocol):
     def admission_thresholds(self, ids: Sequence[str]) -> dict[str, float]: ...
+    def range_many(self, queries: Sequence[RangeQuery]) -> list[list[Neighbor]]: ...
+    def lowest_admission(self) -> float | None: ...
 
 
 def admits(threshold: float | None, dense: float, policy: SimilarityPolicy) -> bool:
@@ -58,24 +73,20 @@ def affected_products(
         queries = [(pid, vectors[pid]) for pid in present]
         near = store.knn_many(queries, fanout, filters=filters)
         # Similarity is symmetric, nearness is not: a loner Q far down P's ranking can still admit P
-        # when Q's own list is weak. Any Q beyond P's fan-out scores at most the fan-out's last score,
-        # so a second KNN among only the products whose threshold is that low finds those.
+        # when Q's own pool is weak. Q beyond P's fan-out scores at most the fan-out's last score, and
+        # admits P only when P scores at least Q's threshold: vector range searches, one per band of
+        # thresholds, return every Q whose threshold lies in the band and whose score reaches the band's
+        # low end (a superset, checked exactly below).
         full = [(pid, vector) for pid, vector in queries if len(near[pid]) == fanout]
-        floor_filters = {
-            pid: KnnFilter(category=(filters or {}).get(pid, KnnFilter()).category, max_kth=near[pid][-1].score)
-            for pid, _ in full
-        }
-        # Products of the fan-out with a low threshold also match the filter: fetch well beyond them,
-        # and wider again while an answer comes back full (many weak lists: a catalog still loading).
+        lowest = store.lowest_admission() if full else None
+        searches: list[RangeQuery] = []
+        for pid, vector in full:
+            category = (filters or {}).get(pid, KnnFilter()).category
+            for low, high in [NOT_FULL, *admission_bands(lowest, near[pid][-1].score)]:
+                searches.append(RangeQuery(pid, vector, low, KnnFilter(category=category, min_kth=low, max_kth=high)))
         weak: dict[str, list[Neighbor]] = {}
-        pending, k = full, WEAK_FETCH_FACTOR * fanout
-        while pending:
-            answer = store.knn_many(pending, k, filters=floor_filters)
-            weak.update(answer)
-            if k >= WEAK_FETCH_CAP:
-                break
-            pending = [(pid, vector) for pid, vector in pending if len(answer[pid]) == k]
-            k = min(WEAK_FETCH_CAP, k * WEAK_FETCH_FACTOR)
+        for search, found in zip(searches, store.range_many(searches), strict=True):
+            weak.setdefault(search.product_id, []).extend(found)
         found_all = [*near.values(), *weak.values()]
         candidates = {n.product_id for found in found_all for n in found} - affected
         thresholds = store.admission_thresholds(sorted(candidates))

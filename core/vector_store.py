@@ -43,6 +43,8 @@ Algorithm = Literal["HNSW", "FLAT"]
 MAX_VERSION = 2**53
 # TAG values are split on this separator; Abt-Buy categories hold commas, so use a control character.
 TAG_SEPARATOR = "\x1f"
+# Results of one vector range query at most (RediSearch's own default bound is 1,000,000).
+RANGE_RESULTS_CAP = 100_000
 # Fields returned by ``metadata`` (what the CLI shows next to a neighbour).
 METADATA_FIELDS = ("title", "brand", "category", "price")
 
@@ -82,9 +84,20 @@ class KnnFilter:
     brand: str | None = None
     min_price: float | None = None
     max_price: float | None = None
-    # Only products whose list admits a neighbour scoring this high (their K-th score is at most it):
-    # the reverse-neighbour search of core/refresh.
+    # Only products whose admission threshold (``kth``) lies in [min_kth, max_kth]: the
+    # reverse-neighbour search of core/refresh.
+    min_kth: float | None = None
     max_kth: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RangeQuery:
+    """Every product (but ``product_id``) whose cosine with ``vector`` is at least ``min_score``."""
+
+    product_id: str
+    vector: Vector
+    min_score: float
+    flt: KnnFilter | None = None
 
 
 class UpsertResult(enum.Enum):
@@ -116,6 +129,8 @@ class VectorStore(Protocol):
     def metadata(self, ids: Sequence[str]) -> dict[str, dict[str, str]]: ...
     def texts(self, ids: Sequence[str]) -> dict[str, str]: ...
     def admission_thresholds(self, ids: Sequence[str]) -> dict[str, float]: ...
+    def range_many(self, queries: Sequence[RangeQuery]) -> list[list[Neighbor]]: ...
+    def lowest_admission(self) -> float | None: ...
     def all_product_ids(self) -> list[str]: ...
     def count(self) -> int: ...
 
@@ -136,6 +151,18 @@ def _number(value: float | None, unbounded: str) -> str:
 
 def knn_query(k: int, flt: KnnFilter | None) -> str:
     """The DIALECT 2 query: optional TAG/NUMERIC pre-filter, then KNN on ``$vec`` yielding ``dist``."""
+    clauses = _filter_clauses(flt)
+    prefilter = f"({' '.join(clauses)})" if clauses else "*"
+    return f"{prefilter}=>[KNN {k} @embedding $vec AS dist]"
+
+
+def range_query(flt: KnnFilter | None) -> str:
+    """The DIALECT 2 query: the filter's clauses and a vector range of ``$radius`` around ``$vec``."""
+    clauses = [*_filter_clauses(flt), "@embedding:[VECTOR_RANGE $radius $vec]=>{$YIELD_DISTANCE_AS: dist}"]
+    return " ".join(clauses)
+
+
+def _filter_clauses(flt: KnnFilter | None) -> list[str]:
     clauses: list[str] = []
     if flt is not None:
         # An empty TAG value cannot be queried (and means "unknown"): it does not restrict.
@@ -146,10 +173,10 @@ def knn_query(k: int, flt: KnnFilter | None) -> str:
         if flt.min_price is not None or flt.max_price is not None:
             low, high = _number(flt.min_price, "-inf"), _number(flt.max_price, "+inf")
             clauses.append(f"@price:[{low} {high}]")
-        if flt.max_kth is not None:
-            clauses.append(f"@kth:[-inf {_number(flt.max_kth, '+inf')}]")
-    prefilter = f"({' '.join(clauses)})" if clauses else "*"
-    return f"{prefilter}=>[KNN {k} @embedding $vec AS dist]"
+        if flt.min_kth is not None or flt.max_kth is not None:
+            low, high = _number(flt.min_kth, "-inf"), _number(flt.max_kth, "+inf")
+            clauses.append(f"@kth:[{low} {high}]")
+    return clauses
 
 
 class RedisVectorStore:
@@ -458,6 +485,39 @@ class RedisVectorStore:
                 neighbors = [n for n in neighbors if n.product_id != own_id]
             results.append(neighbors[:k])
         return results
+
+    def range_many(self, queries: Sequence[RangeQuery]) -> list[list[Neighbor]]:
+        """Vector range searches in one pipeline, each answer best first (its own product left out)."""
+        if not queries:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for query in queries:
+            radius = min(2.0, max(0.0, 1.0 - query.min_score))  # COSINE distance = 1 - cosine, in [0, 2]
+            command(pipe,
+                "FT.SEARCH", self.index_name, range_query(query.flt),
+                "PARAMS", 4, "radius", repr(radius), "vec", self._blob(query.vector),
+                "SORTBY", "dist", "RETURN", 1, "dist", "LIMIT", 0, RANGE_RESULTS_CAP, "DIALECT", 2,
+            )  # fmt: skip
+        with redis_errors(f"run {len(queries)} vector range quer(ies) on {self.index_name!r}"):
+            replies = pipe.execute()
+        return [
+            [
+                Neighbor(pid, 1.0 - float(hit.fields["dist"]))
+                for hit in parse_search(reply).hits
+                if (pid := self.keys.product_id_of(hit.key)) != query.product_id
+            ]
+            for query, reply in zip(queries, replies, strict=True)
+        ]
+
+    def lowest_admission(self) -> float | None:
+        """The lowest admission threshold of a full pool (``kth`` above -1), None when there is none."""
+        with redis_errors(f"read the lowest admission threshold on {self.index_name!r}"):
+            reply = command(self._client,
+                "FT.SEARCH", self.index_name, "@kth:[(-1 +inf]",
+                "SORTBY", "kth", "ASC", "RETURN", 1, "kth", "LIMIT", 0, 1, "DIALECT", 2,
+            )  # fmt: skip
+        hits = parse_search(reply).hits
+        return float(hits[0].fields["kth"]) if hits else None
 
     def embeddings(self, ids: Sequence[str]) -> dict[str, Vector]:
         """Stored vectors of the ids that exist (missing ones are left out)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -212,3 +213,19 @@ def test_admission_is_the_full_pools_last_dense_score() -> None:
     # With a minimum score, a pair passes when its best possible hybrid score could.
     strict = SimilarityPolicy(top_k=2, min_score=0.9, weights=HybridWeights(1.0, 0.25), candidates=3)
     assert strict.may_score(0.8) and not strict.may_score(0.7)
+
+
+# --- reverse-search bands (core/refresh) ----------------------------------------------------------
+
+
+def test_admission_bands_cover_the_thresholds_that_can_admit() -> None:
+    from simstream.core.refresh import MAX_BANDS, admission_bands
+
+    assert admission_bands(None, 0.6) == []  # no full pool anywhere
+    assert admission_bands(0.7, 0.6) == []  # every threshold is above what P can score beyond its fan-out
+    bands = admission_bands(0.2, 0.6)
+    assert bands[0][0] == 0.2 and bands[-1][1] == 0.6
+    assert all(high >= low for low, high in bands)
+    assert all(prev[1] == pytest.approx(nxt[0]) for prev, nxt in itertools.pairwise(bands))
+    assert len(bands) == MAX_BANDS
+    assert admission_bands(0.5, 0.52) == [(0.5, 0.52)]
