@@ -16,6 +16,7 @@ class WorkerStats:
     deleted: int = 0
     lists_emitted: int = 0
     batches: int = 0
+    records_done: int = 0  # records of finished batches (committed and accounted for)
     retries: int = 0
     encode_s: float = 0.0
     freshness_s: list[float] = field(default_factory=list)

@@ -221,9 +221,11 @@ class Worker:
         stats.batches += 1
         stats.dead_letters += sum(isinstance(p.outcome, DecodeFailure) for p in batch)
         if result is None:
+            stats.records_done += len(batch)
             return
         now = time.time()
         with stats.lock:
+            stats.records_done += len(batch)
             stats.stale += result.stale
             stats.encoded += result.encoded
             stats.metadata_only += result.metadata_only

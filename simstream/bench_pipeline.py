@@ -78,9 +78,13 @@ class _BenchWorker:
         return sum(max(tp.offset, 0) for tp in committed)
 
     def wait_done(self, target: int, timeout_s: float = DRAIN_TIMEOUT_S) -> float:
-        """Wait until ``target`` records are processed; the monotonic time it happened (polled every 20 ms)."""
+        """Wait until ``target`` records are processed; the monotonic time it happened (polled every 20 ms).
+
+        Also waits for the worker to account for them: it commits offsets before it records a batch's
+        freshness samples, and a late sample would land in the next phase.
+        """
         deadline = time.monotonic() + timeout_s
-        while self.done() < target:
+        while self.done() < target or self.stats.records_done < target:
             if self.error is not None:
                 raise BenchError(f"worker crashed: {self.error!r}") from self.error
             if time.monotonic() > deadline:
