@@ -92,6 +92,7 @@ class Worker:
         self._lag = LagSampler(self.metrics, settings.metrics_lag_interval_s)
         self._batcher: MicroBatcher[Pending] = MicroBatcher(BatchLimits.from_settings(settings), clock)
         self._stopping = False
+        self._backing_off = False  # partitions are paused while a failed batch waits for its retry
         self._ready: list[list[Pending]] = []  # full batches waiting to be processed by the main loop
 
     def stop(self, *_: object) -> None:
@@ -106,7 +107,9 @@ class Worker:
         signal.signal(signal.SIGINT, handler)
 
     def run(self, stop_when: Callable[[], bool] | None = None) -> None:
-        self._consumer.subscribe([self._settings.input_topic], on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        self._consumer.subscribe(
+            [self._settings.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+        )
         try:
             while not self._stopping and not (stop_when and stop_when()):
                 self._poll_once()
@@ -162,8 +165,12 @@ class Worker:
                 self.metrics.count_retry()
                 delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2**attempt) * random.uniform(0.5, 1.0)
                 log.warning("batch of %d failed (attempt %d), retrying in %.1fs: %s", len(batch), attempt, delay, exc)
+                self._backing_off = True
                 self._consumer.pause(self._consumer.assignment())
-                self._wait(delay)
+                try:
+                    self._wait(delay)
+                finally:
+                    self._backing_off = False
                 if self._stopping and attempt >= 3:
                     raise SimstreamError(f"giving up on shutdown after {attempt} attempts: {exc}") from exc
                 # A rebalance while waiting may have taken partitions: their new owner redoes those records.
@@ -186,7 +193,12 @@ class Worker:
         # Keep serving the consumer (rebalances, liveness) while partitions are paused: never spin.
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
-            self._consumer.poll(min(left, 0.5))
+            message = self._consumer.poll(min(left, 0.5))
+            if message is not None and message.error() is None:
+                # Paused partitions return nothing; should one slip through, rewind so it is read again.
+                self._consumer.seek(
+                    TopicPartition(message.topic() or "", message.partition() or 0, message.offset() or 0)
+                )
 
     def _process_once(self, batch: list[Pending]) -> None:
         self._sink.begin()
@@ -257,6 +269,17 @@ class Worker:
                 delivered_at=delivered_at,
             )
         )
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # A partition keeps its paused flag across a revoke and re-assignment: a partition paused by a
+        # retry, taken away meanwhile and given back later would never be read again.
+        if not partitions:
+            return
+        if self._backing_off:
+            consumer.pause(partitions)
+        else:
+            consumer.resume(partitions)
+        log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Abandon what was consumed from revoked partitions but not processed: nothing of it was

@@ -15,8 +15,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def chaos() -> Iterator[ChaosStack]:
-    with chaos_stack(lambda line: print(f"[chaos] {line}", file=sys.stderr, flush=True)) as started:
+def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStack]:
+    # Under pytest's temporary root, which keeps the last runs: a failure's worker logs stay readable.
+    root = tmp_path_factory.mktemp("chaos")
+    with chaos_stack(lambda line: print(f"[chaos] {line}", file=sys.stderr, flush=True), root) as started:
         yield started
 
 

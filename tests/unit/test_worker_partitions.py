@@ -1,0 +1,76 @@
+"""The worker's partition bookkeeping around retries, over a fake consumer (the real-broker paths are
+covered by the chaos scenarios: broker restart, Redis outage, 1-3-1 scaling)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import TopicPartition
+
+from simstream.consumers.worker import Worker
+
+
+class FakeConsumer:
+    def __init__(self, messages: list[Any] | None = None) -> None:
+        self.paused: set[tuple[str, int]] = set()
+        self.seeks: list[tuple[str, int, int]] = []
+        self.messages = list(messages or [])
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.paused |= {(tp.topic, tp.partition) for tp in partitions}
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.paused -= {(tp.topic, tp.partition) for tp in partitions}
+
+    def poll(self, timeout: float) -> Any:
+        return self.messages.pop(0) if self.messages else None
+
+    def seek(self, partition: TopicPartition) -> None:
+        self.seeks.append((partition.topic, partition.partition, partition.offset))
+
+
+class FakeMessage:
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self._where = (topic, partition, offset)
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return self._where[0]
+
+    def partition(self) -> int:
+        return self._where[1]
+
+    def offset(self) -> int:
+        return self._where[2]
+
+
+def bare_worker(consumer: FakeConsumer) -> Worker:
+    worker = Worker.__new__(Worker)  # only the partition bookkeeping is exercised
+    worker._consumer = consumer  # type: ignore[assignment]
+    worker._backing_off = False
+    return worker
+
+
+def test_a_partition_given_back_is_resumed_even_if_it_was_paused_before() -> None:
+    consumer = FakeConsumer()
+    worker = bare_worker(consumer)
+    consumer.paused = {("products", 0), ("products", 1)}  # paused by a retry, then revoked
+    worker._on_assign(consumer, [TopicPartition("products", 0)])  # type: ignore[arg-type]
+    assert consumer.paused == {("products", 1)}
+
+
+def test_a_partition_assigned_during_a_retry_wait_stays_paused() -> None:
+    consumer = FakeConsumer()
+    worker = bare_worker(consumer)
+    worker._backing_off = True
+    worker._on_assign(consumer, [TopicPartition("products", 2)])  # type: ignore[arg-type]
+    assert consumer.paused == {("products", 2)}
+
+
+def test_a_message_read_while_waiting_is_rewound_not_dropped() -> None:
+    consumer = FakeConsumer([FakeMessage("products", 3, 41)])
+    worker = bare_worker(consumer)
+    worker._wait(0.05)
+    assert consumer.seeks == [("products", 3, 41)]
