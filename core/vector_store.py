@@ -521,17 +521,9 @@ class RedisVectorStore:
 
     def embeddings(self, ids: Sequence[str]) -> dict[str, Vector]:
         """Stored vectors of the ids that exist (missing ones are left out)."""
-        if not ids:
-            return {}
-        pipe = self._client.pipeline(transaction=False)
-        for product_id in ids:
-            pipe.hget(self.keys.product(product_id), "embedding")
-        with redis_errors(f"read {len(ids)} embedding(s)"):
-            replies = pipe.execute()
         return {
             pid: np.frombuffer(blob, dtype="<f4").astype(np.float32)
-            for pid, blob in zip(ids, replies, strict=True)
-            if blob is not None
+            for pid, blob in self._field_of(ids, "embedding").items()
         }
 
     def catalog_stamp(self) -> int:
@@ -559,25 +551,22 @@ class RedisVectorStore:
 
     def admission_thresholds(self, ids: Sequence[str]) -> dict[str, float]:
         """``kth`` of the ids whose list was made current (see core/refresh), by product id."""
-        if not ids:
-            return {}
-        pipe = self._client.pipeline(transaction=False)
-        for product_id in ids:
-            pipe.hget(self.keys.product(product_id), "kth")
-        with redis_errors(f"read {len(ids)} admission threshold(s)"):
-            replies = pipe.execute()
-        return {pid: float(value) for pid, value in zip(ids, replies, strict=True) if value is not None}
+        return {pid: float(value) for pid, value in self._field_of(ids, "kth").items()}
 
     def texts(self, ids: Sequence[str]) -> dict[str, str]:
         """The stored text of the ids that have one (what the encoder embedded)."""
+        return {pid: text(value) for pid, value in self._field_of(ids, "text").items()}
+
+    def _field_of(self, ids: Sequence[str], field: str) -> dict[str, bytes]:
+        """One hash field of each id that has it, in one round trip."""
         if not ids:
             return {}
         pipe = self._client.pipeline(transaction=False)
         for product_id in ids:
-            pipe.hget(self.keys.product(product_id), "text")
-        with redis_errors(f"read {len(ids)} text(s)"):
+            pipe.hget(self.keys.product(product_id), field)
+        with redis_errors(f"read {field!r} of {len(ids)} product(s)"):
             replies = pipe.execute()
-        return {pid: text(value) for pid, value in zip(ids, replies, strict=True) if value is not None}
+        return {pid: value for pid, value in zip(ids, replies, strict=True) if value is not None}
 
     def metadata(self, ids: Sequence[str]) -> dict[str, dict[str, str]]:
         """title/brand/category/price of the ids that exist (a missing price is left out)."""
