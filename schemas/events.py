@@ -8,13 +8,13 @@ map, for catalog-specific facets.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 from uuid import UUID
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -27,6 +27,19 @@ from pydantic import (
     model_validator,
 )
 
+from simstream.schemas.text_rules import (
+    CONTROL_CHARS,
+    CURRENCY_PATTERN,
+    ID_FORBIDDEN,
+    LOCALE_PATTERN,
+    OCCURRED_AT_PATTERN,
+    TEXT_CONTROL_CHARS,
+    UUID_PATTERN,
+    VISIBLE_CHAR,
+    Forbid,
+    Require,
+)
+
 PRODUCT_SCHEMA: Final = "product.v1"
 PRODUCT_ID_MAX_CHARS: Final = 256
 TITLE_MAX_CHARS: Final = 2_000
@@ -35,6 +48,8 @@ SHORT_TEXT_MAX_CHARS: Final = 500
 URL_MAX_CHARS: Final = 2_048
 MAX_TAGS: Final = 200
 MAX_ATTRIBUTES: Final = 500
+# Versions are compared on the Redis server as Lua numbers (doubles): exact only below 2**53.
+MAX_VERSION: Final = 2**53 - 1
 
 EventType = Literal["product.created", "product.updated", "product.deleted"]
 AttributeValue = StrictStr | StrictBool | StrictInt | StrictFloat
@@ -72,27 +87,29 @@ def _product_event_json_schema(schema: dict[str, Any]) -> None:
     ]
 
 
-def _require_visible_text(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty or whitespace only")
-    return value
+def wire_string(pattern: str, message: str) -> tuple[BeforeValidator, Any]:
+    """A value that travels as a string matching ``pattern`` (checked before pydantic's own, laxer,
+    parsing), stated as that pattern in the JSON Schema. Python objects (a datetime, a UUID) pass."""
+    compiled = re.compile(pattern)
 
-
-def _require_trimmed_id(value: str) -> str:
-    # An id is a Kafka key and a Redis key: "sku-1" and "sku-1 " would silently be two products.
-    _require_visible_text(value)
-    if value != value.strip():
-        raise ValueError("must not start or end with whitespace")
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
-def _require_json_string(value: Any) -> Any:
-    # Lax datetime parsing would also take a bare number as a Unix time; the contract says ISO 8601.
-    if isinstance(value, str | datetime):
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and not compiled.search(value):
+            raise ValueError(message)
+        if not isinstance(value, str | datetime | UUID):
+            raise ValueError(message)  # lax parsing would take a bare number as a Unix time or an int UUID
         return value
-    raise ValueError("must be an ISO 8601 date-time string with a time zone, e.g. 2026-11-29T12:00:00Z")
+
+    def state(schema: dict[str, Any]) -> None:
+        schema["pattern"] = pattern
+
+    return BeforeValidator(check), Field(json_schema_extra=state)
+
+
+def _integral_number(value: Any) -> Any:
+    # JSON Schema's "integer" is any number without a fractional part: 17.0 and 1.7e1 are 17 too.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _require_scalar_attributes(value: Any) -> Any:
@@ -104,13 +121,27 @@ def _require_scalar_attributes(value: Any) -> Any:
     return value
 
 
+# An id is a Kafka key and a Redis key: "sku-1" and "sku-1 " would silently be two products.
 ProductId = Annotated[
     StrictStr,
     Field(min_length=1, max_length=PRODUCT_ID_MAX_CHARS, examples=["sku-123"]),
-    AfterValidator(_require_trimmed_id),
+    Forbid(ID_FORBIDDEN, "must not contain control characters nor start or end with whitespace"),
 ]
-Version = Annotated[StrictInt, Field(ge=0)]
-EventTime = Annotated[AwareDatetime, BeforeValidator(_require_json_string)]
+Version = Annotated[StrictInt, Field(ge=0, le=MAX_VERSION), BeforeValidator(_integral_number)]
+EventTime = Annotated[
+    AwareDatetime,
+    *wire_string(
+        OCCURRED_AT_PATTERN, "must be an RFC 3339 date-time string with a time zone, e.g. 2026-11-29T12:00:00Z"
+    ),
+]
+EventId = Annotated[UUID, *wire_string(UUID_PATTERN, "must be a UUID in its canonical 8-4-4-4-12 hex form")]
+# brand and category are TAG fields: a control character (the TAG separator among them) would split one
+# value into two, or make it unreadable.
+Label = Annotated[
+    StrictStr,
+    Field(max_length=SHORT_TEXT_MAX_CHARS),
+    Forbid(CONTROL_CHARS, "must not contain control characters"),
+]
 
 
 class Product(BaseModel):
@@ -118,12 +149,20 @@ class Product(BaseModel):
 
     model_config = wire_model_config()
 
-    title: Annotated[StrictStr, Field(min_length=1, max_length=TITLE_MAX_CHARS), AfterValidator(_require_visible_text)]
+    title: Annotated[
+        StrictStr,
+        Field(min_length=1, max_length=TITLE_MAX_CHARS),
+        Forbid(TEXT_CONTROL_CHARS, "must not contain control characters other than tab and line breaks"),
+        Require(VISIBLE_CHAR, "must contain a visible character (not only spaces, controls or zero-width marks)"),
+    ]
     description: Annotated[StrictStr, Field(max_length=DESCRIPTION_MAX_CHARS)] | None = None
-    brand: Annotated[StrictStr, Field(max_length=SHORT_TEXT_MAX_CHARS)] | None = None
-    category: Annotated[StrictStr, Field(max_length=SHORT_TEXT_MAX_CHARS)] | None = None
+    brand: Label | None = None
+    category: Label | None = None
     price: Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)] | None = None
-    currency: Annotated[StrictStr, Field(pattern=r"^[A-Z]{3}$", examples=["CNY", "EUR"])] | None = None
+    currency: (
+        Annotated[StrictStr, Field(examples=["CNY", "EUR"]), Require(CURRENCY_PATTERN, "must be an ISO 4217 code")]
+        | None
+    ) = None
     tags: Annotated[list[Annotated[StrictStr, Field(max_length=SHORT_TEXT_MAX_CHARS)]], Field(max_length=MAX_TAGS)] = (
         Field(default_factory=list)
     )
@@ -134,7 +173,8 @@ class Product(BaseModel):
     ] = Field(default_factory=dict)
     image_url: Annotated[StrictStr, Field(max_length=URL_MAX_CHARS)] | None = None
     locale: (
-        Annotated[StrictStr, Field(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$", examples=["zh-CN"])] | None
+        Annotated[StrictStr, Field(examples=["zh-CN"]), Require(LOCALE_PATTERN, "must be a language tag like zh-CN")]
+        | None
     ) = None
 
 
@@ -145,7 +185,7 @@ class ProductEvent(BaseModel):
 
     schema_: Literal["product.v1"] = Field(default=PRODUCT_SCHEMA, alias="schema")
     type: EventType
-    event_id: UUID
+    event_id: EventId
     product_id: ProductId
     # The catalog's revision of this product: an event older than the stored one changes nothing.
     version: Version

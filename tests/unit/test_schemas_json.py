@@ -44,7 +44,12 @@ def test_product_schema_states_the_wire_rules(tmp_path: Path) -> None:
     assert schema["required"][0] == "schema"
     assert schema["properties"]["schema"]["const"] == "product.v1"
     assert schema["additionalProperties"] is False
-    assert schema["properties"]["version"] == {"minimum": 0, "title": "Version", "type": "integer"}
+    assert schema["properties"]["version"] == {
+        "maximum": 2**53 - 1,
+        "minimum": 0,
+        "title": "Version",
+        "type": "integer",
+    }
     conditional = schema["allOf"][0]
     assert conditional["if"]["properties"]["type"]["const"] == "product.deleted"
     assert conditional["else"]["required"] == ["product"]
