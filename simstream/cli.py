@@ -61,6 +61,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     from simstream.producers.catalog import CatalogError, parse_mapping
     from simstream.producers.publish import publish_file
+    from simstream.producers.topics import KafkaAccessError
 
     try:
         report = publish_file(
@@ -73,7 +74,7 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
             event_type=args.type,
             progress=not args.quiet,
         )
-    except (CatalogError, OSError) as exc:
+    except (CatalogError, OSError, KafkaAccessError) as exc:
         print(f"simstream publish: {exc}", file=sys.stderr)
         return 2
     print(f"sent={report.sent} failed={report.failed} invalid={report.invalid}")
