@@ -53,7 +53,11 @@ def record_count(settings: Settings, topic: str) -> int:
 
 
 def test_java_clients_read_our_lists_and_agree_on_every_keys_partition(
-    settings: Settings, tools: Path, default_encoder: TransformerEncoder, create_topic: Callable[..., str], unique_name: str
+    settings: Settings,
+    tools: Path,
+    default_encoder: TransformerEncoder,
+    create_topic: Callable[..., str],
+    unique_name: str,
 ) -> None:
     abt, _ = sample_catalog()
     rows = list(read_catalog(abt, id_prefix="abt-"))[:PRODUCTS]
@@ -62,7 +66,9 @@ def test_java_clients_read_our_lists_and_agree_on_every_keys_partition(
     bootstrap = settings.kafka_bootstrap
 
     with RunningWorker(settings, default_encoder) as running:
-        console_produce(tools, bootstrap, settings.input_topic, ((e.product_id, encode_event(e).decode()) for e in events))
+        console_produce(
+            tools, bootstrap, settings.input_topic, ((e.product_id, encode_event(e).decode()) for e in events)
+        )
         wait_for(lambda: keys <= running.stats.emitted_ids, 60, "a list for every Java-produced event")
         wait_for(lambda: len(running.worker._batcher) == 0, 30, "the batcher to drain")
 
