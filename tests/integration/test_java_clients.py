@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from support.java_clients import console_consume, console_produce, tool_class_path
 from support.streaming import RunningWorker, create_stream_topics, stream_settings, wait_for
 
@@ -38,7 +39,7 @@ def tools() -> Path:
 
 @pytest.fixture
 def settings(kafka_bootstrap: str, redis_url: str, unique_name: str) -> Iterator[Settings]:
-    configured = stream_settings(kafka_bootstrap, redis_url, unique_name, top_k=5)
+    configured = stream_settings(kafka_bootstrap, redis_url, unique_name, top_k=5, worker_id=f"{unique_name}-w1")
     create_stream_topics(configured, partitions=PARTITIONS)
     yield configured
 
@@ -50,6 +51,12 @@ def record_count(settings: Settings, topic: str) -> int:
         return sum(probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS))
     finally:
         probe.close()
+
+
+def group_client_ids(settings: Settings) -> set[str]:
+    admin = AdminClient(kafka_client_config(settings))
+    described = admin.describe_consumer_groups([settings.group_id])[settings.group_id].result(10)
+    return {member.client_id for member in described.members}
 
 
 def test_java_clients_read_our_lists_and_agree_on_every_keys_partition(
@@ -71,6 +78,8 @@ def test_java_clients_read_our_lists_and_agree_on_every_keys_partition(
         )
         wait_for(lambda: keys <= running.stats.emitted_ids, 60, "a list for every Java-produced event")
         wait_for(lambda: len(running.worker._batcher) == 0, 30, "the batcher to drain")
+        # The consumer-group view names the instance by its worker id, not librdkafka's "rdkafka".
+        assert group_client_ids(settings) == {settings.worker_id}
 
     # Our producer (the one `simstream publish` uses) writes the same keys to a topic of its own.
     mirror = create_topic(f"{unique_name}-mirror", partitions=PARTITIONS)
