@@ -44,17 +44,21 @@ class ClientErrors:
         with self._lock:
             self._by_code[error.code()] = error
 
-    def get(self, code: int) -> KafkaError | None:
+    def first(self, *codes: int) -> KafkaError | None:
+        """The error of the first of ``codes`` that was reported, if any."""
         with self._lock:
-            return self._by_code.get(code)
+            return next((self._by_code[code] for code in codes if code in self._by_code), None)
 
 
 def explain(settings: Settings, exc: KafkaException, errors: ClientErrors) -> KafkaAccessError:
     """Why a start-up request failed, in one line: credentials, rights, or no broker answering."""
     where = f"Kafka at {settings.kafka_bootstrap}"
-    refused = errors.get(KafkaError._AUTHENTICATION)
+    refused = errors.first(KafkaError._AUTHENTICATION)
     if refused is not None:
         return KafkaAccessError(f"{where} refused the credentials: {refused.str()}")
+    handshake = errors.first(KafkaError._SSL)
+    if handshake is not None:
+        return KafkaAccessError(f"{where}: the TLS handshake failed: {handshake.str()}")
     error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
     if error is not None and error.code() in AUTHORIZATION_ERRORS:
         return KafkaAccessError(f"{where}: not authorised: {error.str()}")
@@ -63,7 +67,8 @@ def explain(settings: Settings, exc: KafkaException, errors: ClientErrors) -> Ka
         KafkaError._TIMED_OUT,
         KafkaError._ALL_BROKERS_DOWN,
     ):
-        cause = errors.get(KafkaError._TRANSPORT) or error
+        # The name that does not resolve, or the connection refused, says more than "transport failure".
+        cause = errors.first(KafkaError._RESOLVE, KafkaError._TRANSPORT) or error
         return KafkaAccessError(
             f"{where} did not answer within {settings.kafka_start_timeout_s:.0f} s "
             f"(kafka_start_timeout_s): {cause.str()}"
