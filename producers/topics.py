@@ -103,5 +103,4 @@ def ensure_topics(settings: Settings, *, partitions: int = 6) -> None:
     except KafkaException as exc:
         admin.poll(0)  # serve the queued error callbacks (and log lines): they say why
         raise explain(settings, exc, errors) from exc
-    finally:
-        admin.poll(0)
+    admin.poll(0)  # log lines wait in the client's queue until served
