@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from simstream.core.log_limit import kafka_logger
 from simstream.schemas.settings import Settings, kafka_client_config
 
 
@@ -14,6 +15,7 @@ def group_lag(settings: Settings) -> int:
     probe = Consumer(
         {
             **kafka_client_config(settings),
+            "logger": kafka_logger(),
             "group.id": settings.group_id,
             "enable.auto.commit": False,
             "isolation.level": "read_committed",

@@ -17,6 +17,7 @@ import redis
 from confluent_kafka.admin import AdminClient
 
 from simstream.core.errors import SimstreamError
+from simstream.core.log_limit import kafka_logger
 from simstream.core.redis_client import make_redis_client
 from simstream.schemas.settings import Settings, kafka_client_config
 
@@ -118,11 +119,13 @@ def kafka_metadata(settings: Settings) -> HealthCheck:
     def check() -> None:
         with lock:
             if not clients:
-                clients.append(AdminClient(kafka_client_config(settings)))
+                clients.append(AdminClient(kafka_client_config(settings), logger=kafka_logger()))
         try:
             metadata = clients[0].list_topics(topic=topic, timeout=CHECK_TIMEOUT_S)
         except Exception as exc:  # KafkaException, or the client's own timeout
             raise HealthCheckFailed(f"Kafka metadata request failed: {exc}") from exc
+        finally:
+            clients[0].poll(0)  # its log lines wait in a queue until served
         if not metadata.brokers:
             raise HealthCheckFailed("Kafka metadata lists no broker")
         described = metadata.topics.get(topic)

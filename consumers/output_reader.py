@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from simstream.core.errors import SimstreamError
+from simstream.core.log_limit import kafka_logger
 from simstream.schemas.settings import Settings, kafka_client_config
 
 # Messages per consume() call: one call drains a partition's fetch buffer.
@@ -24,9 +26,10 @@ class OutputReadError(SimstreamError):
     """The output topic cannot be read to its end (missing, unreachable, or too slow)."""
 
 
-def reader_config(settings: Settings) -> dict[str, str | int | float | bool]:
+def reader_config(settings: Settings) -> dict[str, Any]:
     return {
         **kafka_client_config(settings),
+        "logger": kafka_logger(),
         # librdkafka wants a group id even for assign(); a fresh one that never commits leaves no trace.
         "group.id": f"simstream-verify-{uuid.uuid4().hex}",
         "enable.auto.commit": False,

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -34,8 +35,10 @@ from simstream.consumers.stats import WorkerStats
 from simstream.core.batcher import BatchLimits, MicroBatcher
 from simstream.core.encoder import Encoder
 from simstream.core.errors import SimstreamError, StoreUnavailableError
+from simstream.core.log_limit import kafka_logger
 from simstream.core.pipeline import BatchResult, Inbound, Pipeline, RefreshPolicy
 from simstream.producers.sink import DeliveryError, KafkaSink
+from simstream.producers.topics import AUTHORIZATION_ERRORS, KafkaAccessError
 from simstream.schemas.codec import DecodeFailure, decode_event
 from simstream.schemas.settings import Settings, kafka_client_config
 
@@ -59,9 +62,10 @@ def where(message: Message) -> str:
     return f"{message.topic()}[{message.partition()}]@{message.offset()}"
 
 
-def consumer_config(settings: Settings) -> dict[str, str | int | float | bool]:
+def consumer_config(settings: Settings) -> dict[str, Any]:
     return {
         **kafka_client_config(settings),
+        "logger": kafka_logger(),
         "group.id": settings.group_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -123,10 +127,13 @@ class Worker:
         timeout = 0.5 if wait is None else max(0.0, min(wait, 0.5))
         messages = self._consumer.consume(num_messages=self._settings.poll_max_records, timeout=timeout)
         self._lag.maybe_sample(self._consumer)
+        self._sink.serve()
         ready, self._ready = self._ready, []
         for message in messages:
             error = message.error()
             if error is not None:
+                if error.code() in AUTHORIZATION_ERRORS:
+                    raise KafkaAccessError(f"Kafka at {self._settings.kafka_bootstrap}: not authorised: {error.str()}")
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error: %s", error)
                     if error.fatal():
@@ -321,6 +328,7 @@ def build_worker(
     from simstream.core.vector_store import RedisVectorStore
     from simstream.producers.topics import ensure_topics
 
+    ensure_topics(settings)  # first: a broker that refuses us fails the start before the model loads
     encoder = encoder or TransformerEncoder.from_settings(settings)
     client = make_redis_client(settings)
     store = RedisVectorStore.from_settings(settings, client)
@@ -337,7 +345,6 @@ def build_worker(
         text_template=settings.text_template,
         refresh=refresh,
     )
-    ensure_topics(settings)
     return Worker(settings, pipeline, KafkaSink(settings), stats=stats, metrics=metrics)
 
 
@@ -359,6 +366,10 @@ def run_worker(settings: Settings) -> int:
         worker.install_signal_handlers()
         try:
             worker.run()
+        except KafkaAccessError as exc:
+            # Rights on the group or topics show only once the consumer asks: still a start-up failure.
+            log.error("%s: %s", "fatal, exiting" if worker.stats.batches else "cannot start", exc)
+            return 2
         except (SimstreamError, KafkaException) as exc:
             log.error("fatal, exiting: %s", exc)
             return 1

@@ -103,8 +103,31 @@ def render_server_properties(
 
 def ensure_jars(*, cache_dir: Path, kafka_version: str, progress: Callable[[str], None]) -> Path:
     """The broker's class path folder, fetched with Maven once per version and POM."""
-    libs = cache_dir / "libs"
-    pom = resources.files("simstream.devstack").joinpath("pom.xml").read_bytes()
+    return _fetch_class_path(
+        cache_dir / "libs",
+        "pom.xml",
+        kafka_version=kafka_version,
+        progress=progress,
+        expected_jar=f"{BROKER_JAR_PREFIX}{kafka_version}.jar",
+    )
+
+
+def ensure_tool_jars(*, cache_dir: Path, kafka_version: str, progress: Callable[[str], None]) -> Path:
+    """The class path folder of Kafka's Java console clients (kafka-tools), beside the broker's."""
+    return _fetch_class_path(
+        cache_dir / "tools-libs",
+        "tools-pom.xml",
+        kafka_version=kafka_version,
+        progress=progress,
+        expected_jar=f"kafka-tools-{kafka_version}.jar",
+    )
+
+
+def _fetch_class_path(
+    libs: Path, pom_name: str, *, kafka_version: str, progress: Callable[[str], None], expected_jar: str
+) -> Path:
+    cache_dir = libs.parent
+    pom = resources.files("simstream.devstack").joinpath(pom_name).read_bytes()
     stamp = f"{kafka_version} {hashlib.sha256(pom).hexdigest()}"
     if _is_complete(libs, stamp):
         return libs
@@ -116,9 +139,9 @@ def ensure_jars(*, cache_dir: Path, kafka_version: str, progress: Callable[[str]
         if _is_complete(libs, stamp):  # another process fetched while we waited for the lock
             return libs
         shutil.rmtree(libs, ignore_errors=True)
-        pom_file = cache_dir / "pom.xml"
+        pom_file = cache_dir / pom_name
         pom_file.write_bytes(pom)
-        progress(f"fetching Kafka {kafka_version} jars with Maven into {libs} (first run only)...")
+        progress(f"fetching {expected_jar} and its dependencies with Maven into {libs} (first run only)...")
         run_visible(
             [
                 mvn,
@@ -136,8 +159,8 @@ def ensure_jars(*, cache_dir: Path, kafka_version: str, progress: Callable[[str]
             what=f"fetching Kafka {kafka_version} jars with Maven",
             cwd=cache_dir,
         )
-        if broker_version(libs) != kafka_version:
-            raise DevStackError(f"Maven finished but {libs} holds no {BROKER_JAR_PREFIX}{kafka_version}.jar")
+        if not (libs / expected_jar).is_file():
+            raise DevStackError(f"Maven finished but {libs} holds no {expected_jar}")
         (libs / _COMPLETE_MARKER).write_text(stamp + "\n", encoding="utf-8")
     return libs
 

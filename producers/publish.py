@@ -14,10 +14,12 @@ from confluent_kafka import KafkaError, Message, Producer
 from tqdm import tqdm
 
 from simstream.producers.catalog import CatalogFormat, CatalogRow, read_catalog
+from simstream.producers.config import base_producer_config
+from simstream.producers.topics import ensure_topics
 from simstream.schemas.codec import encode_event
 from simstream.schemas.events import EventType as ProductEventType
 from simstream.schemas.events import ProductEvent
-from simstream.schemas.settings import Settings, kafka_client_config
+from simstream.schemas.settings import Settings
 
 # What a catalog publish may say; deletes are not rows of a catalog file.
 EventType = Literal["product.created", "product.updated"]
@@ -69,14 +71,8 @@ def event_for(row: CatalogRow, *, version: int, event_type: EventType) -> Produc
 
 
 def make_producer(settings: Settings) -> Producer:
-    config: dict[str, str | int | float | bool] = {
-        **kafka_client_config(settings),
-        # Idempotent: broker-side dedup of retried sends, per-partition order kept.
-        "enable.idempotence": True,
-        "linger.ms": 20,
-        "compression.type": "lz4",
-    }
-    return Producer(config)
+    # Idempotent: broker-side dedup of retried sends, per-partition order kept.
+    return Producer({**base_producer_config(settings), "enable.idempotence": True, "linger.ms": 20})
 
 
 def publish_file(
@@ -94,6 +90,9 @@ def publish_file(
     """Publish every row; rows that cannot become a valid event are counted as invalid, never sent."""
     # Without explicit versions, one publish run is one catalog revision: epoch milliseconds.
     run_version = version if version is not None else time.time_ns() // 1_000_000
+    if topic is None:
+        # With the worker's partition count: a broker would auto-create the topic with its own default.
+        ensure_topics(settings)
     producer = make_producer(settings)
     failures: list[str] = []
     delivered = 0

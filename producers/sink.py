@@ -24,9 +24,10 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer, Topic
 
 from simstream.core.errors import SimstreamError
 from simstream.core.list_store import StoredList
+from simstream.producers.config import base_producer_config
 from simstream.producers.topics import DLQ_MAX_MESSAGE_BYTES
 from simstream.schemas.codec import DecodeFailure
-from simstream.schemas.settings import Settings, kafka_client_config
+from simstream.schemas.settings import Settings
 
 log = logging.getLogger("simstream.sink")
 
@@ -80,12 +81,11 @@ class SourceRecord(Protocol):
     def value(self) -> str | bytes | None: ...
 
 
-def producer_config(settings: Settings, transactional_id: str | None) -> dict[str, str | int | float | bool]:
-    config: dict[str, str | int | float | bool] = {
-        **kafka_client_config(settings),
+def producer_config(settings: Settings, transactional_id: str | None) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        **base_producer_config(settings),
         "enable.idempotence": True,
         "linger.ms": 5,
-        "compression.type": "lz4",
         "message.max.bytes": DLQ_MAX_MESSAGE_BYTES,
     }
     if transactional_id is not None:
@@ -184,6 +184,10 @@ class KafkaSink:
             value.encode() if isinstance(value, str) else value,
             headers,
         )
+
+    def serve(self) -> None:
+        """Serve queued delivery reports and log lines (they wait for a poll) without blocking."""
+        self._producer.poll(0)
 
     def flush(self, timeout_s: float = 30.0) -> None:
         remaining = self._producer.flush(timeout_s)

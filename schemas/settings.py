@@ -6,7 +6,9 @@ manifests and users' environments all spell them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+import socket
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,8 +38,13 @@ class Settings(BaseSettings):
     kafka_ssl_key_password: SecretStr | None = None
     # "https" checks the broker's host name against its certificate (librdkafka's default); "none" skips it.
     kafka_ssl_endpoint_identification: Literal["https", "none"] | None = None
-    # Extra librdkafka options passed through verbatim (JSON object in the env var).
+    # Extra librdkafka options passed through verbatim (JSON object in the env var); they override ours.
     kafka_extra: dict[str, str] = Field(default_factory=dict)
+    # Compression of what our producers write. gzip: the one codec every mainstream client reads without
+    # plugins (kafkajs has only gzip built in; Java, librdkafka, Go and .NET clients read all five).
+    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "gzip"
+    # How long start-up waits for the brokers to answer before giving up with `cannot start`.
+    kafka_start_timeout_s: float = Field(default=30.0, gt=0)
     input_topic: str = "products"
     output_topic: str = "similar-items"
     dlq_topic: str = "products.dlq"
@@ -278,10 +285,19 @@ def _is_acl_name(name: str) -> bool:
     return bool(name) and all(char.isalnum() or char in "-_." for char in name)
 
 
-def kafka_client_config(settings: Settings) -> dict[str, str | int | float | bool]:
-    """librdkafka options shared by every client: bootstrap, security, then the pass-through extras."""
+def kafka_client_id(settings: Settings) -> str:
+    """What brokers and the consumer-group view call this instance: the worker id, else host and pid."""
+    return settings.worker_id or f"simstream-{settings.group_id}-{socket.gethostname()}-{os.getpid()}"
+
+
+def kafka_client_config(
+    settings: Settings, defaults: Mapping[str, str | int | float | bool] | None = None
+) -> dict[str, str | int | float | bool]:
+    """librdkafka options shared by every client: bootstrap, identity, security, one kind of client's
+    ``defaults``, then the pass-through extras (which override any of them)."""
     config: dict[str, str | int | float | bool] = {
         "bootstrap.servers": settings.kafka_bootstrap,
+        "client.id": kafka_client_id(settings),
         "security.protocol": settings.kafka_security_protocol,
     }
     if settings.kafka_sasl_mechanism:
@@ -300,5 +316,6 @@ def kafka_client_config(settings: Settings) -> dict[str, str | int | float | boo
         config["ssl.key.password"] = settings.kafka_ssl_key_password.get_secret_value()
     if settings.kafka_ssl_endpoint_identification:
         config["ssl.endpoint.identification.algorithm"] = settings.kafka_ssl_endpoint_identification
+    config.update(defaults or {})
     config.update(settings.kafka_extra)
     return config

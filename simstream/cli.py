@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -13,6 +14,9 @@ from simstream.chaos import add_chaos_arguments, cmd_chaos
 from simstream.eval_quality import add_eval_arguments, cmd_eval
 from simstream.schemas.settings import Settings
 from simstream.verify import add_verify_arguments, cmd_verify
+
+if TYPE_CHECKING:
+    from simstream.devstack.stack import ServiceStatus
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -28,20 +32,31 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     from simstream.devstack import stack
+    from simstream.producers.topics import KafkaAccessError
 
     try:
         if args.action == "up":
             services = stack.up(settings)
+            _create_dev_topics(settings, services)
         elif args.action == "down":
             services = stack.down(settings)
         else:
             services = stack.status(settings)
-    except stack.DevStackError as exc:
+    except (stack.DevStackError, KafkaAccessError) as exc:
         print(f"simstream dev {args.action}: {exc}", file=sys.stderr)
         return 1
     print(stack.format_status(services))
     healthy = all(s.running for s in services)
     return 0 if args.action == "down" or healthy else 1
+
+
+def _create_dev_topics(settings: Settings, services: list[ServiceStatus]) -> None:
+    """The worker's topics, made by ``dev up`` when the settings point at the dev broker: a producer
+    that comes first (``publish``, a Java or kafkajs client) would get an auto-created 1-partition topic."""
+    from simstream.producers.topics import ensure_topics
+
+    if any(s.name == "kafka" and s.running and s.endpoint == settings.kafka_bootstrap for s in services):
+        ensure_topics(settings)
 
 
 def cmd_schema_export(args: argparse.Namespace, settings: Settings) -> int:
@@ -61,6 +76,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     from simstream.producers.catalog import CatalogError, parse_mapping
     from simstream.producers.publish import publish_file
+    from simstream.producers.topics import KafkaAccessError
 
     try:
         report = publish_file(
@@ -73,7 +89,7 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
             event_type=args.type,
             progress=not args.quiet,
         )
-    except (CatalogError, OSError) as exc:
+    except (CatalogError, OSError, KafkaAccessError) as exc:
         print(f"simstream publish: {exc}", file=sys.stderr)
         return 2
     print(f"sent={report.sent} failed={report.failed} invalid={report.invalid}")

@@ -37,6 +37,7 @@ def test_wheel_has_one_import_root_and_every_module(wheel: Path) -> None:
     packaged = {n.removeprefix("simstream/") for n in names if n.endswith(".py")}
     assert sources <= packaged, f"left out of the wheel: {sorted(sources - packaged)}"
     assert "simstream/devstack/pom.xml" in names
+    assert "simstream/devstack/tools-pom.xml" in names
     assert "simstream/data/abt-buy/Abt.csv" in names
     assert any(n.startswith("simstream/schemas/json/") for n in names)
 

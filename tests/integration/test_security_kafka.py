@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import stat
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -89,3 +92,63 @@ def test_the_password_is_in_no_argv_and_the_broker_config_is_private(sasl_stack:
     assert _right_password(sasl_stack) not in " ".join(process_cmdline(status.pid) or [])
     config = StackLayout.from_settings(sasl_stack).kafka_config
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
+
+
+# --- the worker's start: one clear line and exit 2, never a traceback -----------------------------
+
+START_TIMEOUT_S = 8.0
+
+
+def _run_worker(env_overrides: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SIMSTREAM_")}
+    env.update(
+        {
+            "SIMSTREAM_KAFKA_START_TIMEOUT_S": str(START_TIMEOUT_S),
+            "SIMSTREAM_REDIS_URL": "redis://127.0.0.1:1/0",  # never reached: Kafka is checked first
+            "SIMSTREAM_INPUT_TOPIC": f"t-{secrets.token_hex(4)}",
+            **env_overrides,
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "simstream", "run"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _assert_one_cannot_start_line(result: subprocess.CompletedProcess[str], *reasons: str) -> str:
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "Traceback" not in output, output
+    lines = [line for line in output.splitlines() if "cannot start:" in line]
+    assert len(lines) == 1, output
+    assert all(reason in lines[0] for reason in reasons), lines[0]
+    return output
+
+
+def test_a_wrong_password_stops_the_worker_at_start_with_one_line(sasl_stack: Settings, tmp_path: Path) -> None:
+    wrong = f"wrong-{secrets.token_hex(8)}"
+    result = _run_worker(
+        {
+            "SIMSTREAM_KAFKA_BOOTSTRAP": f"{LOOPBACK}:{sasl_stack.dev_kafka_sasl_port}",
+            "SIMSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "SIMSTREAM_KAFKA_SASL_MECHANISM": "PLAIN",
+            "SIMSTREAM_KAFKA_SASL_USERNAME": SASL_USER,
+            "SIMSTREAM_KAFKA_SASL_PASSWORD": wrong,
+        },
+        tmp_path,
+    )
+    output = _assert_one_cannot_start_line(result, "refused the credentials")
+    assert wrong not in output
+
+
+def test_an_unreachable_broker_stops_the_worker_after_the_start_timeout(tmp_path: Path) -> None:
+    (port,) = free_ports(1)
+    result = _run_worker({"SIMSTREAM_KAFKA_BOOTSTRAP": f"{LOOPBACK}:{port}"}, tmp_path)
+    output = _assert_one_cannot_start_line(result, "did not answer within 8 s")
+    # librdkafka retries the dead port many times a second: the log keeps a few of those lines.
+    assert sum("Connection refused" in line for line in output.splitlines()) <= 4, output

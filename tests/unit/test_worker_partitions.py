@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from confluent_kafka import TopicPartition
+import pytest
+from confluent_kafka import KafkaError, TopicPartition
 
 from simstream.consumers.worker import Worker
+from simstream.producers.topics import KafkaAccessError
+from simstream.schemas.settings import Settings
 
 
 class FakeConsumer:
@@ -74,3 +77,42 @@ def test_a_message_read_while_waiting_is_rewound_not_dropped() -> None:
     worker = bare_worker(consumer)
     worker._wait(0.05)
     assert consumer.seeks == [("products", 3, 41)]
+
+
+class ErrorMessage(FakeMessage):
+    def __init__(self, code: int) -> None:
+        super().__init__("products", 0, -1)
+        self._code = code
+
+    def error(self) -> Any:
+        return KafkaError(self._code, "denied by ACL")
+
+
+class ServedSink:
+    def __init__(self) -> None:
+        self.served = 0
+
+    def serve(self) -> None:
+        self.served += 1
+
+
+class ErrorConsumer(FakeConsumer):
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        return self.messages
+
+    def assignment(self) -> list[TopicPartition]:
+        return []
+
+
+@pytest.mark.parametrize("code", [KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED])
+def test_a_missing_right_on_the_group_or_topic_is_an_access_error_not_a_retry(code: int) -> None:
+    sink = ServedSink()
+    worker = Worker(
+        Settings(),
+        pipeline=None,  # type: ignore[arg-type]  # never reached: no record gets through
+        sink=sink,  # type: ignore[arg-type]
+        consumer=ErrorConsumer([ErrorMessage(code)]),  # type: ignore[arg-type]
+    )
+    with pytest.raises(KafkaAccessError, match="not authorised"):
+        worker._poll_once()
+    assert sink.served == 1  # the producer's queued log lines and reports are served every loop
