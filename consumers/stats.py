@@ -18,6 +18,7 @@ class WorkerStats:
     batches: int = 0
     records_done: int = 0  # records of finished batches (committed and accounted for)
     retries: int = 0
+    processing_errors: int = 0  # records dead-lettered because processing failed on them alone
     encode_s: float = 0.0
     freshness_s: list[float] = field(default_factory=list)
     emitted_ids: set[str] = field(default_factory=set)

@@ -34,18 +34,27 @@ from simstream.consumers.metrics import BatchObservation, LagSampler, WorkerMetr
 from simstream.consumers.stats import WorkerStats
 from simstream.core.batcher import BatchLimits, MicroBatcher
 from simstream.core.encoder import Encoder
-from simstream.core.errors import SimstreamError, StoreUnavailableError
+from simstream.core.errors import (
+    ConfigError,
+    IndexMismatchError,
+    ModelLoadError,
+    SimstreamError,
+    StoreAuthError,
+    StoreUnavailableError,
+)
 from simstream.core.log_limit import kafka_logger
 from simstream.core.pipeline import BatchResult, Inbound, Pipeline, RefreshPolicy
-from simstream.producers.sink import DeliveryError, KafkaSink
+from simstream.producers.sink import DeliveryError, FatalKafkaError, KafkaSink
 from simstream.producers.topics import AUTHORIZATION_ERRORS, KafkaAccessError
-from simstream.schemas.codec import DecodeFailure, decode_event
+from simstream.schemas.codec import DecodeFailure, clip_detail, decode_event
 from simstream.schemas.settings import Settings, kafka_client_config
 
 log = logging.getLogger("simstream.worker")
 
 # Errors that a later attempt of the same batch can get past; anything else is a bug or fatal.
 RETRYABLE = (StoreUnavailableError, DeliveryError, KafkaException)
+# Errors that no record causes and no retry fixes: the worker ends (a supervisor or an operator acts).
+FATAL = (FatalKafkaError, StoreAuthError, IndexMismatchError, ModelLoadError, ConfigError)
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 10.0
 
@@ -151,11 +160,20 @@ class Worker:
         self.metrics.count_record_in()
         decoded = decode_event(message.key(), message.value(), max_bytes=self._settings.max_event_bytes)
         if isinstance(decoded, DecodeFailure):
-            log.warning("%s dead letter: %s: %s", where(message), decoded.reason, decoded.detail)
-            return Pending(message, decoded)
+            return self._failed(message, decoded)
         _, timestamp_ms = message.timestamp()
         event_time = timestamp_ms / 1000 if timestamp_ms and timestamp_ms > 0 else time.time()
-        return Pending(message, self._pipeline.prepare(decoded, event_time))
+        try:
+            inbound = self._pipeline.prepare(decoded, event_time)
+        except Exception as exc:  # a bug or a tokenizer failure on odd text: this record alone pays for it
+            return self._failed(message, DecodeFailure("processing_error", failure_detail(exc)))
+        if inbound.text is not None and not inbound.text.strip():
+            return self._failed(message, DecodeFailure("empty_text", "the product's text is empty once cleaned"))
+        return Pending(message, inbound)
+
+    def _failed(self, message: Message, failure: DecodeFailure) -> Pending:
+        log.warning("%s dead letter: %s: %s", where(message), failure.reason, failure.detail)
+        return Pending(message, failure)
 
     def _process(self, batch: list[Pending]) -> None:
         attempt = 0
@@ -165,6 +183,8 @@ class Worker:
                 if attempt:
                     self._consumer.resume(self._consumer.assignment())
                 return
+            except FATAL:
+                raise
             except RETRYABLE as exc:
                 self._abort_quietly()
                 attempt += 1
@@ -182,8 +202,32 @@ class Worker:
                     raise SimstreamError(f"giving up on shutdown after {attempt} attempts: {exc}") from exc
                 # A rebalance while waiting may have taken partitions: their new owner redoes those records.
                 batch = self._owned(batch)
+            except Exception as exc:  # not transient, not fatal: some record(s) of this batch cause it
+                self._abort_quietly()
+                if attempt:
+                    self._consumer.resume(self._consumer.assignment())
+                self._isolate(batch, exc)
+                return
         if attempt:
             self._consumer.resume(self._consumer.assignment())
+
+    def _isolate(self, batch: list[Pending], exc: Exception) -> None:
+        """Split a failing batch until the records that cause the failure stand alone, dead-letter those
+        with reason ``processing_error`` and process the rest. Halves keep each partition's offset order,
+        so a half's commit never moves past a record of the other half."""
+        if len(batch) == 1:
+            (pending,) = batch
+            self.stats.processing_errors += 1
+            log.error("%s fails on its own, dead letter: %s", where(pending.message), failure_detail(exc))
+            self._process([Pending(pending.message, DecodeFailure("processing_error", failure_detail(exc)))])
+            return
+        log.warning("batch of %d failed (%s): splitting it to find the record(s) that cause it", len(batch), exc)
+        ordered = sorted(
+            batch, key=lambda p: (p.message.topic() or "", p.message.partition() or 0, p.message.offset() or 0)
+        )
+        middle = len(ordered) // 2
+        self._process(ordered[:middle])
+        self._process(self._owned(ordered[middle:]))
 
     def _owned(self, batch: list[Pending]) -> list[Pending]:
         owned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
@@ -209,15 +253,15 @@ class Worker:
 
     def _process_once(self, batch: list[Pending]) -> None:
         self._sink.begin()
-        inbound: list[Inbound] = []
-        for pending in batch:
-            if isinstance(pending.outcome, DecodeFailure):
-                self._sink.dead_letter(pending.message, pending.outcome)
-            else:
-                inbound.append(pending.outcome)
+        inbound = [p.outcome for p in batch if not isinstance(p.outcome, DecodeFailure)]
         started = time.perf_counter()
         result = self._pipeline.process(inbound) if inbound else None
         processed = time.perf_counter()
+        # Dead letters only once the pipeline went through: a batch that fails and is split or retried
+        # does not send them twice.
+        for pending in batch:
+            if isinstance(pending.outcome, DecodeFailure):
+                self._sink.dead_letter(pending.message, pending.outcome)
         if result is not None:
             self._sink.emit_lists(result.lists)
             self._sink.emit_tombstones(result.tombstones)
@@ -301,6 +345,10 @@ class Worker:
         self.metrics.forget_partitions(tp.partition for tp in partitions)
         if partitions:
             log.info("revoked %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
+
+
+def failure_detail(exc: BaseException) -> str:
+    return clip_detail(f"{type(exc).__name__}: {exc}")
 
 
 def next_offsets(batch: list[Pending]) -> list[TopicPartition]:

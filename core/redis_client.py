@@ -81,13 +81,27 @@ def check_access(client: redis.Redis) -> None:
         raise store_error(exc, "ping") from exc
 
 
+TRANSIENT_REPLY_PREFIXES = (
+    "LOADING",
+    "BUSY ",
+    "OOM ",
+    "MISCONF ",
+    "READONLY ",
+    "TRYAGAIN ",
+    "CLUSTERDOWN ",
+    "MASTERDOWN ",
+    "NOREPLICAS ",
+)
+
+
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, AUTH_REDIS_ERRORS):
         return False
     if isinstance(exc, TRANSIENT_REDIS_ERRORS):
         return True
-    # A replica or a restarting server may answer LOADING/BUSY as a plain ResponseError.
-    return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(("LOADING", "BUSY "))
+    # Server states that pass, answered as a plain ResponseError: loading, a busy script, out of memory,
+    # a failed background save blocking writes, a replica, a cluster failing over.
+    return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(TRANSIENT_REPLY_PREFIXES)
 
 
 @contextmanager

@@ -32,6 +32,9 @@ DecodeReason = Literal[
     "validation_error",
     "key_mismatch",
     "internal_error",  # a bug in decoding; still a value so that the partition keeps moving
+    # Set by the worker after decoding:
+    "empty_text",  # the product's embedded text is empty once cleaned (a title of markup only)
+    "processing_error",  # processing failed for this record alone (the batch was split to find it)
 ]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -52,7 +55,7 @@ def decode_event(
     try:
         return _decode_event(key, value, max_bytes)
     except Exception as exc:  # the contract is "never raises": a crash here would block the partition
-        return DecodeFailure("internal_error", _clip(f"{type(exc).__name__}: {exc}"))
+        return DecodeFailure("internal_error", clip_detail(f"{type(exc).__name__}: {exc}"))
 
 
 def _decode_event(key: bytes | None, value: bytes | None, max_bytes: int) -> ProductEvent | DecodeFailure:
@@ -67,7 +70,7 @@ def _decode_event(key: bytes | None, value: bytes | None, max_bytes: int) -> Pro
         return DecodeFailure("not_utf8", "record key is not valid UTF-8")
     if key_text != decoded.product_id:
         return DecodeFailure(
-            "key_mismatch", _clip(f"record key {key_text!r} differs from product_id {decoded.product_id!r}")
+            "key_mismatch", clip_detail(f"record key {key_text!r} differs from product_id {decoded.product_id!r}")
         )
     return decoded
 
@@ -109,7 +112,8 @@ def _decode_model(
     schema = payload.get("schema")
     if schema != schema_name:
         shown = "missing" if schema is None else repr(schema)
-        return DecodeFailure("unknown_schema", _clip(f"schema: {shown} is not supported, expected {schema_name!r}"))
+        detail = f"schema: {shown} is not supported, expected {schema_name!r}"
+        return DecodeFailure("unknown_schema", clip_detail(detail))
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
@@ -122,7 +126,7 @@ def _classify_json_error(value: bytes, exc: orjson.JSONDecodeError) -> DecodeFai
         value.decode("utf-8")
     except UnicodeDecodeError as utf8_exc:
         return DecodeFailure("not_utf8", f"record value is not valid UTF-8 (byte {utf8_exc.start})")
-    return DecodeFailure("invalid_json", _clip(f"record value is not valid JSON: {exc}"))
+    return DecodeFailure("invalid_json", clip_detail(f"record value is not valid JSON: {exc}"))
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -131,7 +135,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     parts = [f"{_location(error['loc'])}: {error['msg']}" for error in errors[:MAX_REPORTED_ERRORS]]
     if len(errors) > MAX_REPORTED_ERRORS:
         parts.append(f"and {len(errors) - MAX_REPORTED_ERRORS} more")
-    return _clip("; ".join(parts))
+    return clip_detail("; ".join(parts))
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -149,5 +153,5 @@ def _json_type(payload: object) -> str:
     return "null" if payload is None else names.get(type(payload), type(payload).__name__)
 
 
-def _clip(text: str) -> str:
+def clip_detail(text: str) -> str:
     return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 1] + "…"

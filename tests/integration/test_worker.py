@@ -19,6 +19,7 @@ from support.streaming import (
     event,
     publish,
     publish_raw,
+    read_dead_letters,
     stream_settings,
     wait_for,
 )
@@ -201,25 +202,6 @@ def test_fifty_malformed_records_go_to_the_dead_letter_topic_and_the_worker_goes
     reasons = {headers["reason"] for headers in dead}
     assert {"invalid_json", "validation_error", "unknown_schema", "too_large", "empty_key"} <= reasons
     assert all(h["source.topic"] == settings.input_topic and h["detail"] for h in dead)
-
-
-def read_dead_letters(settings: Settings) -> list[dict[str, str]]:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": "dlq-reader", "enable.auto.commit": False}
-    )
-    try:
-        _, high = consumer.get_watermark_offsets(TopicPartition(settings.dlq_topic, 0), timeout=10)
-        consumer.assign([TopicPartition(settings.dlq_topic, 0, 0)])
-        found: list[dict[str, str]] = []
-        while len(found) < high:
-            for message in consumer.consume(100, timeout=2):
-                assert message.error() is None
-                found.append({k: v.decode() for k, v in (message.headers() or [])})
-        return found
-    finally:
-        consumer.close()
 
 
 def test_sigkill_mid_stream_loses_no_product_and_sigterm_exits_cleanly(settings: Settings) -> None:

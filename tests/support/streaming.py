@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 # Re-exported: the integration tests take it from here with the rest of their streaming helpers.
@@ -91,6 +91,23 @@ def publish_raw(settings: Settings, records: Iterable[tuple[bytes | None, bytes 
         count += 1
     assert producer.flush(60) == 0, "records left undelivered"
     return count
+
+
+def read_dead_letters(settings: Settings) -> list[dict[str, str]]:
+    """The headers of every record of the dead-letter topic (reason, detail, source coordinates)."""
+    consumer = Consumer({**kafka_client_config(settings), "group.id": "dlq-reader", "enable.auto.commit": False})
+    try:
+        _, high = consumer.get_watermark_offsets(TopicPartition(settings.dlq_topic, 0), timeout=10)
+        consumer.assign([TopicPartition(settings.dlq_topic, 0, 0)])
+        found: list[dict[str, str]] = []
+        deadline = time.monotonic() + 60
+        while len(found) < high and time.monotonic() < deadline:
+            for message in consumer.consume(100, timeout=2):
+                assert message.error() is None
+                found.append({k: v.decode() for k, v in (message.headers() or [])})
+        return found
+    finally:
+        consumer.close()
 
 
 class RunningWorker:
