@@ -34,3 +34,13 @@ def ensure_topics(settings: Settings, *, partitions: int = 6, timeout_s: float =
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+
+
+def partitions_led(settings: Settings, topics: list[str], *, timeout_s: float = 30.0) -> dict[int, int]:
+    """How many partitions of these topics each broker leads now (by node id)."""
+    metadata = AdminClient(kafka_client_config(settings)).list_topics(timeout=timeout_s)
+    led: dict[int, int] = {}
+    for name in topics:
+        for partition in metadata.topics[name].partitions.values():
+            led[partition.leader] = led.get(partition.leader, 0) + 1
+    return led

@@ -23,7 +23,6 @@ scenario run has its own topics, group, index and prefix.
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import random
 import signal
@@ -42,7 +41,6 @@ from typing import Any, Literal
 
 import orjson
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 
 from simstream.consumers.group_lag import group_lag
 from simstream.core.audit import Thresholds, threshold_failures
@@ -57,7 +55,7 @@ from simstream.devstack.processes import is_alive
 from simstream.producers.catalog import read_catalog
 from simstream.producers.publish import product_event
 from simstream.producers.sink import WATCHDOG_EXIT_CODE
-from simstream.producers.topics import ensure_topics
+from simstream.producers.topics import ensure_topics, partitions_led
 from simstream.schemas.codec import DecodeFailure, decode_event, encode_event
 from simstream.schemas.events import ProductEvent
 from simstream.schemas.settings import Settings, kafka_client_config
@@ -601,13 +599,8 @@ def run_broker_node_kill(run: ScenarioRun) -> None:
 
 def busiest_leader(settings: Settings) -> int:
     """The node leading most partitions of the input and output topics (the lowest id on a tie)."""
-    metadata = AdminClient(kafka_client_config(settings)).list_topics(timeout=30)
-    leaders = collections.Counter(
-        partition.leader
-        for name in (settings.input_topic, settings.output_topic)
-        for partition in metadata.topics[name].partitions.values()
-    )
-    return min(leaders, key=lambda node: (-leaders[node], node))
+    led = partitions_led(settings, [settings.input_topic, settings.output_topic])
+    return min(led, key=lambda node: (-led[node], node))
 
 
 def run_scale(run: ScenarioRun) -> None:
