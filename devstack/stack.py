@@ -80,9 +80,6 @@ def up(
     layout = StackLayout.from_settings(settings)
     layout.create()
     wanted = _unique(services)
-    if "kafka" in wanted:
-        layout.kafka_nodes_file.parent.mkdir(parents=True, exist_ok=True)
-        layout.kafka_nodes_file.write_text(f"{len(layout.kafka_nodes)}\n", encoding="ascii")
     # Per service, its processes not running yet: in a cluster, `up` starts only the nodes that are down.
     to_start: dict[ServiceName, list[_Process]] = {}
     for name in wanted:
@@ -99,6 +96,9 @@ def up(
     )
     if to_start:
         _start_all(to_start, settings, layout, progress)
+    if "kafka" in wanted:
+        layout.kafka_nodes_file.parent.mkdir(parents=True, exist_ok=True)
+        layout.kafka_nodes_file.write_text(f"{len(layout.kafka_nodes)}\n", encoding="ascii")
     return status(settings, services=wanted)
 
 

@@ -171,3 +171,25 @@ def test_packaged_pom_pins_the_dependency_plugin_and_logging_runtime() -> None:
     for artifact in ("kafka_2.13", "slf4j-api", "log4j-core", "log4j-slf4j2-impl"):
         assert f"<artifactId>{artifact}</artifactId>" in pom
     assert resources.files("simstream.devstack").joinpath("log4j2.properties").is_file()
+
+
+def test_dev_status_without_the_option_shows_the_cluster_the_last_up_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from simstream.cli import main
+
+    monkeypatch.setenv("SIMSTREAM_DEV_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("SIMSTREAM_DEV_KAFKA_BROKERS", raising=False)
+    assert main(["dev", "status"]) == 1  # nothing runs
+    assert "kafka-1" not in capsys.readouterr().out
+    layout = StackLayout.from_settings(Settings(dev_state_dir=tmp_path, dev_kafka_brokers=3))
+    layout.kafka_nodes_file.parent.mkdir(parents=True)
+    layout.kafka_nodes_file.write_text("3\n", encoding="ascii")  # as `up --kafka-brokers 3` leaves it
+    assert main(["dev", "status"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["kafka", "kafka-1", "kafka-2", "kafka-3", "redis"]
+    assert "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096" in lines[0]
+    assert main(["dev", "status", "--kafka-brokers", "1"]) == 1
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["kafka", "redis"]
+    assert main(["dev", "status", "--kafka-brokers", "9"]) == 2
+    assert "invalid settings" in capsys.readouterr().err
