@@ -1,4 +1,9 @@
-"""The Apache Kafka broker of the local stack: jars from Maven Central, one KRaft node on loopback."""
+"""The Apache Kafka of the local stack: jars from Maven Central, KRaft nodes on loopback.
+
+One node by default. A cluster (``dev_kafka_brokers`` > 1) runs every node as broker and controller:
+N JVMs instead of N + 1, and a controller quorum of N (a static ``controller.quorum.voters``), so
+losing any one node of three leaves both a controller majority and two in-sync replicas.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -21,18 +26,19 @@ from pydantic import SecretStr
 
 from simstream.devstack.commands import run_quiet, run_visible
 from simstream.devstack.errors import DevStackError
-from simstream.devstack.layout import LOOPBACK, StackLayout
+from simstream.devstack.layout import LOOPBACK, KafkaNode, StackLayout
 
-SERVICE = "kafka"
 BROKER_JAR_PREFIX = "kafka_2.13-"
 _COMPLETE_MARKER = ".simstream-complete"
 _FORMAT_TIMEOUT_S = 120.0
 _POLL_S = 0.25
 
 # Small heap, serial GC and C1 only: a dev broker on a 2-core box starts faster and leaves CPU to the tests.
+# A cluster node gets less heap: three of them share the box with the workers.
+SINGLE_NODE_HEAP = "-Xmx512m"
+CLUSTER_NODE_HEAP = "-Xmx384m"
 JVM_FLAGS = (
     "-Xms64m",
-    "-Xmx512m",
     "-XX:+UseSerialGC",
     "-XX:TieredStopAtLevel=1",
     "-XX:+ExitOnOutOfMemoryError",
@@ -50,9 +56,16 @@ class SaslListener:
 
 
 def render_server_properties(
-    *, port: int, controller_port: int, data_dir: Path, sasl: SaslListener | None = None
+    *,
+    port: int,
+    controller_port: int,
+    data_dir: Path,
+    sasl: SaslListener | None = None,
+    node_id: int = 1,
+    voters: Sequence[tuple[int, int]] = (),
 ) -> str:
-    """Single-node combined broker+controller. Replication 1 everywhere: one node cannot hold 3 replicas."""
+    """A combined broker+controller node. Without voters ((node id, controller port) of every node) it
+    is a single node, with replication 1 everywhere: one node cannot hold 3 replicas."""
     plain = f"PLAINTEXT://{LOOPBACK}:{port}"
     controller = f"CONTROLLER://{LOOPBACK}:{controller_port}"
     listeners = [plain, controller]
@@ -69,10 +82,15 @@ def render_server_properties(
                 f'org.apache.kafka.common.security.plain.PlainLoginModule required user_{sasl.username}="{secret}";'
             ),
         }
+    quorum = (
+        {"controller.quorum.voters": ",".join(f"{voter}@{LOOPBACK}:{cport}" for voter, cport in voters)}
+        if voters
+        else {"controller.quorum.bootstrap.servers": f"{LOOPBACK}:{controller_port}"}
+    )
     entries = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.bootstrap.servers": f"{LOOPBACK}:{controller_port}",
+        "node.id": str(node_id),
+        **quorum,
         "listeners": ",".join(listeners),
         "advertised.listeners": ",".join(listeners),
         "listener.security.protocol.map": ",".join(protocol_map),
@@ -81,14 +99,9 @@ def render_server_properties(
         "inter.broker.listener.name": "PLAINTEXT",
         "log.dirs": str(data_dir),
         "num.partitions": "1",
-        # The group coordinator and transactions never become available on one node with the defaults (3).
-        "offsets.topic.replication.factor": "1",
+        **_replication(len(voters)),
         "offsets.topic.num.partitions": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
         "transaction.state.log.num.partitions": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
         "num.network.threads": "2",
         "num.io.threads": "2",
@@ -99,6 +112,24 @@ def render_server_properties(
     lines = ["# Written by simstream dev up; rewritten on every start."]
     lines += [f"{key}={value}" for key, value in entries.items()]
     return "\n".join(lines) + "\n"
+
+
+def _replication(nodes: int) -> dict[str, str]:
+    """Replicas min(3, nodes), in sync one less: a cluster of three keeps accepting acks=all writes
+    with one node down. On one node (replication 1) the internal topics' defaults (3) would never
+    let the group coordinator or transactions become available."""
+    factor = min(3, max(1, nodes))
+    in_sync = str(max(1, factor - 1))
+    internal = {
+        "offsets.topic.replication.factor": str(factor),
+        "transaction.state.log.replication.factor": str(factor),
+        "transaction.state.log.min.isr": in_sync,
+        "share.coordinator.state.topic.replication.factor": str(factor),
+        "share.coordinator.state.topic.min.isr": in_sync,
+    }
+    if factor == 1:
+        return internal
+    return {"default.replication.factor": str(factor), "min.insync.replicas": in_sync, **internal}
 
 
 def ensure_jars(*, cache_dir: Path, kafka_version: str, progress: Callable[[str], None]) -> Path:
@@ -182,27 +213,39 @@ def libs_of(cmdline: list[str]) -> Path | None:
     return None
 
 
-def write_config(layout: StackLayout, *, port: int, controller_port: int, sasl: SaslListener | None = None) -> Path:
-    """server.properties and the log4j2 config, copied out of the package so they are plain files."""
-    layout.kafka_config.parent.mkdir(parents=True, exist_ok=True)
+def write_config(layout: StackLayout, node: KafkaNode, *, sasl: SaslListener | None = None) -> Path:
+    """The node's server.properties and the log4j2 config, copied out of the package so they are plain files."""
+    node.config.parent.mkdir(parents=True, exist_ok=True)
+    voters = [(n.node_id, n.controller_port) for n in layout.kafka_nodes] if is_cluster(layout) else []
     text = render_server_properties(
-        port=port, controller_port=controller_port, data_dir=layout.kafka_data_dir, sasl=sasl
+        port=node.port,
+        controller_port=node.controller_port,
+        data_dir=node.data_dir,
+        sasl=sasl,
+        node_id=node.node_id,
+        voters=voters,
     )
     # Owner-only: with a SASL listener the file holds the dev user's password (PLAIN needs it in clear).
-    descriptor = os.open(layout.kafka_config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    descriptor = os.open(node.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(descriptor, 0o600)  # also when the file existed with wider permissions
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(text)
-    log4j = layout.kafka_config.parent / "log4j2.properties"
+    log4j = node.config.parent / "log4j2.properties"
     log4j.write_bytes(resources.files("simstream.devstack").joinpath("log4j2.properties").read_bytes())
     return log4j
 
 
-def format_storage_once(layout: StackLayout, libs: Path) -> None:
-    """KRaft needs a formatted log dir; formatting costs a JVM start, so skip it when already done."""
-    if (layout.kafka_data_dir / "meta.properties").exists():
+def is_cluster(layout: StackLayout) -> bool:
+    return len(layout.kafka_nodes) > 1
+
+
+def format_storage_once(layout: StackLayout, node: KafkaNode, libs: Path) -> None:
+    """KRaft needs a formatted log dir; formatting costs a JVM start, so skip it when already done.
+
+    A single node bootstraps its own dynamic quorum (--standalone); cluster nodes take the static
+    voters from their config and must all carry the same cluster id."""
+    if (node.data_dir / "meta.properties").exists():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
     argv = [
         java_executable(),
         *JVM_FLAGS,
@@ -210,26 +253,39 @@ def format_storage_once(layout: StackLayout, libs: Path) -> None:
         f"{libs}/*",
         "kafka.tools.StorageTool",
         "format",
-        "--standalone",
+        *([] if is_cluster(layout) else ["--standalone"]),
         "-g",
         "-t",
-        cluster_id,
+        cluster_id(layout),
         "-c",
-        str(layout.kafka_config),
+        str(node.config),
     ]
-    run_quiet(argv, what="formatting Kafka storage", log_file=layout.log_file(SERVICE), timeout_s=_FORMAT_TIMEOUT_S)
+    what = f"formatting Kafka storage of {node.service}"
+    run_quiet(argv, what=what, log_file=node.log_file, timeout_s=_FORMAT_TIMEOUT_S)
 
 
-def broker_command(layout: StackLayout, libs: Path, log4j_config: Path) -> list[str]:
+def cluster_id(layout: StackLayout) -> str:
+    """The stack's cluster id, made once and kept, so a node formatted later joins the same cluster."""
+    path = layout.kafka_cluster_id_file
+    with _exclusive(path.with_name(".cluster-id.lock")):
+        if path.is_file():
+            return path.read_text(encoding="ascii").strip()
+        new = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+        path.write_text(new + "\n", encoding="ascii")
+        return new
+
+
+def broker_command(layout: StackLayout, node: KafkaNode, libs: Path, log4j_config: Path) -> list[str]:
     return [
         java_executable(),
         *JVM_FLAGS,
-        f"-Dkafka.logs.dir={layout.logs_dir / 'kafka'}",
+        CLUSTER_NODE_HEAP if is_cluster(layout) else SINGLE_NODE_HEAP,
+        f"-Dkafka.logs.dir={node.logs_dir}",
         f"-Dlog4j2.configurationFile=file:{log4j_config}",
         "-cp",
         f"{libs}/*",
         "kafka.Kafka",
-        str(layout.kafka_config),  # also the identity that proves a pid is this stack's broker
+        str(node.config),  # also the identity that proves a pid is this stack's node
     ]
 
 
@@ -243,34 +299,28 @@ def java_executable() -> str:
     return java
 
 
-def wait_ready(bootstrap: str, *, deadline: float, still_running: Callable[[], bool]) -> None:
-    """Ready means the broker answers a metadata request, not merely that its port accepts connections."""
-    host, _, port = bootstrap.rpartition(":")
-    while not _accepts(host, int(port)):
+def wait_ready(node: KafkaNode, *, deadline: float, still_running: Callable[[], bool]) -> None:
+    """Ready means the node answers a metadata request that lists it among the live brokers (it has
+    joined the quorum and is unfenced), not merely that its port accepts connections."""
+    while not _accepts(LOOPBACK, node.port):
         _check_progress(deadline, still_running)
         time.sleep(_POLL_S)
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient(_probe_config(bootstrap))
-    while True:
-        try:
-            admin.list_topics(timeout=max(0.5, min(2.0, deadline - time.monotonic())))
-            return
-        except KafkaException:
-            _check_progress(deadline, still_running)
+    while not answers_metadata(node.endpoint, timeout_s=max(0.5, min(2.0, deadline - time.monotonic())), node=node):
+        _check_progress(deadline, still_running)
+        time.sleep(_POLL_S)
 
 
-def answers_metadata(bootstrap: str, *, timeout_s: float) -> bool:
+def answers_metadata(bootstrap: str, *, timeout_s: float, node: KafkaNode | None = None) -> bool:
+    """A metadata answer from bootstrap; with node, one that also lists that node as a live broker."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient(_probe_config(bootstrap))
     try:
-        admin.list_topics(timeout=timeout_s)
+        metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException:
         return False
-    return True
+    return node is None or node.node_id in metadata.brokers
 
 
 def _check_progress(deadline: float, still_running: Callable[[], bool]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable
 from contextlib import ExitStack
 
 from simstream.devstack.errors import DevStackError
@@ -20,9 +21,9 @@ def port_in_use(port: int, host: str = LOOPBACK) -> bool:
     return False
 
 
-def ensure_ports_free(ports: dict[str, int]) -> None:
-    """ports maps a settings field name to its port, so the message names the knob to change."""
-    for field, port in ports.items():
+def ensure_ports_free(ports: Iterable[tuple[str, int]]) -> None:
+    """ports pairs a settings field name with its port, so the message names the knob to change."""
+    for field, port in ports:
         if port_in_use(port):
             raise DevStackError(
                 f"port {port} ({field}) is already in use by another process; stop it or set "

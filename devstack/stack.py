@@ -1,22 +1,24 @@
-"""The local stack's lifecycle: up, down and status of a real Kafka broker and Redis 8 + RediSearch.
+"""The local stack's lifecycle: up, down and status of a real Kafka (one broker, or a KRaft cluster of
+``dev_kafka_brokers`` nodes) and Redis 8 + RediSearch.
 
-Both run as our own background processes on loopback, with pids, logs and data under
+All run as our own background processes on loopback, with pids, logs and data under
 ``settings.dev_state_dir``. A second ``up`` starts nothing twice; ``down`` stops exactly what ``up``
 started. A test session gets an isolated stack by passing another state dir and free ports.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from simstream.devstack import kafka, redis_server
 from simstream.devstack.errors import DevStackError
-from simstream.devstack.layout import LOOPBACK, StackLayout
+from simstream.devstack.layout import LOOPBACK, KafkaNode, StackLayout
 from simstream.devstack.ports import ensure_ports_free
 from simstream.devstack.processes import (
     ProcessIdentity,
@@ -39,6 +41,7 @@ __all__ = [
     "ServiceStatus",
     "down",
     "format_status",
+    "recorded_kafka_nodes",
     "status",
     "up",
 ]
@@ -56,6 +59,18 @@ class ServiceStatus:
     endpoint: str
     version: str | None
     detail: str
+    # A Kafka cluster's nodes, one status each; the service's own row (endpoint: every node) covers them.
+    members: tuple[ServiceStatus, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Process:
+    """One background process of a service: Redis, or one Kafka node."""
+
+    label: str  # progress and status lines
+    endpoint: str
+    pid_file: Path
+    identity: ProcessIdentity
 
 
 def up(
@@ -65,18 +80,25 @@ def up(
     layout = StackLayout.from_settings(settings)
     layout.create()
     wanted = _unique(services)
-    to_start: list[ServiceName] = []
+    # Per service, its processes not running yet: in a cluster, `up` starts only the nodes that are down.
+    to_start: dict[ServiceName, list[_Process]] = {}
     for name in wanted:
-        pid = running_pid(layout.pid_file(name), _identity(name, layout), remove_stale=True)
-        pid = pid if pid is not None else _adopt(name, layout)
-        if pid is None:
-            to_start.append(name)
-        else:
-            progress(f"{name}: already running (pid {pid}) at {_endpoint(name, settings)}")
+        for process in _processes(name, settings, layout):
+            pid = running_pid(process.pid_file, process.identity, remove_stale=True)
+            pid = pid if pid is not None else _adopt(process)
+            if pid is None:
+                to_start.setdefault(name, []).append(process)
+            else:
+                progress(f"{process.label}: already running (pid {pid}) at {process.endpoint}")
     # Check every port before fetching or starting anything, so a clash fails fast and changes nothing.
-    ensure_ports_free({field: port for name in to_start for field, port in _ports(name, settings).items()})
+    ensure_ports_free(
+        [pair for name, processes in to_start.items() for pair in _ports(name, settings, layout, processes)]
+    )
     if to_start:
         _start_all(to_start, settings, layout, progress)
+    if "kafka" in wanted:
+        layout.kafka_nodes_file.parent.mkdir(parents=True, exist_ok=True)
+        layout.kafka_nodes_file.write_text(f"{len(layout.kafka_nodes)}\n", encoding="ascii")
     return status(settings, services=wanted)
 
 
@@ -98,28 +120,48 @@ def status(settings: Settings, *, services: Sequence[ServiceName] = ALL_SERVICES
     return [_status_one(name, settings, layout) for name in _unique(services)]
 
 
+def recorded_kafka_nodes(settings: Settings) -> int | None:
+    """The node count of the Kafka that `up` last started in this state dir (None: never started)."""
+    try:
+        text = StackLayout.from_settings(settings).kafka_nodes_file.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
 def format_status(statuses: Sequence[ServiceStatus]) -> str:
-    """One line per service, for the CLI."""
-    lines = []
-    for item in statuses:
-        state = f"running (pid {item.pid})" if item.running else "stopped"
-        version = item.version or "-"
-        lines.append(f"{item.name:<6} {state:<22} {item.endpoint:<28} {version:<8} {item.detail}")
-    return "\n".join(lines)
+    """One line per service (and one per Kafka node of a cluster, indented), for the CLI."""
+    rows = [row for item in statuses for row in [(item, item.name), *((m, f"  {m.name}") for m in item.members)]]
+    width = max([6, *(len(name) for _, name in rows)])
+    return "\n".join(_status_line(item, name, width) for item, name in rows)
+
+
+def _status_line(item: ServiceStatus, name: str, width: int) -> str:
+    if item.running:
+        state = f"running (pid {item.pid})" if item.pid is not None else "running"
+    else:
+        state = "degraded" if any(member.running for member in item.members) else "stopped"
+    version = item.version or "-"
+    return f"{name:<{width}} {state:<22} {item.endpoint:<28} {version:<8} {item.detail}"
 
 
 # --- starting -------------------------------------------------------------------------------------
 
 
-def _start_all(names: list[ServiceName], settings: Settings, layout: StackLayout, progress: Progress) -> None:
+def _start_all(
+    to_start: dict[ServiceName, list[_Process]], settings: Settings, layout: StackLayout, progress: Progress
+) -> None:
     # Concurrently: the JVM start and Redis start (or the two first-run downloads) overlap.
-    with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        futures = {name: pool.submit(_start_one, name, settings, layout, progress) for name in names}
+    with ThreadPoolExecutor(max_workers=len(to_start)) as pool:
+        futures = {
+            name: pool.submit(_start_service, name, processes, settings, layout, progress)
+            for name, processes in to_start.items()
+        }
         failures = {name: exc for name, future in futures.items() if (exc := future.exception()) is not None}
     if not failures:
         return
     # All or nothing: a half-started stack would only confuse the next `up`.
-    for name in names:
+    for name in to_start:
         if name not in failures:
             _stop_one(name, settings, layout, progress)
     for exc in failures.values():
@@ -130,49 +172,100 @@ def _start_all(names: list[ServiceName], settings: Settings, layout: StackLayout
     raise DevStackError("\n\n".join(str(exc) for exc in failures.values()))
 
 
-def _start_one(name: ServiceName, settings: Settings, layout: StackLayout, progress: Progress) -> None:
-    prepare = _prepare_kafka if name == "kafka" else _prepare_redis
-    argv = prepare(settings, layout, progress)
-    log_file = layout.log_file(name)
-    progress(f"{name}: starting on {_endpoint(name, settings)} (log {log_file})")
+def _start_service(
+    name: ServiceName, processes: list[_Process], settings: Settings, layout: StackLayout, progress: Progress
+) -> None:
+    if name == "kafka":
+        labels = {process.label for process in processes}
+        nodes = [node for node in layout.kafka_nodes if node.service in labels]
+        launches = _prepare_kafka(settings, layout, nodes, progress)
+        _launch(launches, settings, cwd=layout.state_dir, progress=progress)
+    else:
+        (process,) = processes
+        argv = _prepare_redis(settings, layout, progress)
+
+        def ready(*, deadline: float, still_running: Callable[[], bool]) -> None:
+            user = _acl_user(settings)
+            redis_server.wait_ready(settings.dev_redis_port, deadline=deadline, still_running=still_running, user=user)
+
+        log_file = layout.log_file(name)
+        launch = _Launch(process, argv, log_file, (log_file,), ready)
+        # Redis starts in its data dir, so its identity (cwd) holds from the first instant, before it reads --dir.
+        _launch([launch], settings, cwd=layout.redis_data_dir, progress=progress)
+
+
+@dataclass(frozen=True, slots=True)
+class _Launch:
+    process: _Process
+    argv: list[str]
+    log_file: Path
+    logs: tuple[Path, ...]  # shown when it fails to start
+    ready: _Ready
+
+
+class _Ready(Protocol):
+    def __call__(self, *, deadline: float, still_running: Callable[[], bool]) -> None:
+        """Return once the process answers; raise DevStackError past the deadline or when it exits."""
+
+
+def _launch(launches: list[_Launch], settings: Settings, *, cwd: Path, progress: Progress) -> None:
+    """Start every process before waiting for any: a cluster node is ready only once a quorum runs."""
     started = time.monotonic()
-    pid = spawn(argv, log_file=log_file, pid_file=layout.pid_file(name), cwd=_working_dir(name, layout))
+    pids: list[int] = []
+    for launch in launches:
+        progress(f"{launch.process.label}: starting on {launch.process.endpoint} (log {launch.log_file})")
+        pids.append(spawn(launch.argv, log_file=launch.log_file, pid_file=launch.process.pid_file, cwd=cwd))
     # The readiness deadline starts after any first-run download, which may legitimately take long.
     deadline = started + settings.dev_start_timeout_s
-    try:
-        _wait_ready(name, settings, deadline=deadline, still_running=lambda: is_alive(pid))
-    except DevStackError as exc:
-        terminate(pid, timeout_s=settings.dev_stop_timeout_s)
-        layout.pid_file(name).unlink(missing_ok=True)
-        tails = "\n".join(f"--- last lines of {log}:\n{log_tail(log)}" for log in _service_logs(name, layout))
-        raise DevStackError(
-            f"{name} did not become ready within {settings.dev_start_timeout_s:g} s ({exc})\n{tails}"
-        ) from exc
-    progress(f"{name}: ready (pid {pid}) in {time.monotonic() - started:.1f} s")
+    for launch, pid in zip(launches, pids, strict=True):
+        try:
+            launch.ready(deadline=deadline, still_running=functools.partial(is_alive, pid))
+        except DevStackError as exc:
+            for other, spawned in zip(launches, pids, strict=True):
+                terminate(spawned, timeout_s=settings.dev_stop_timeout_s)
+                other.process.pid_file.unlink(missing_ok=True)
+            tails = "\n".join(f"--- last lines of {log}:\n{log_tail(log)}" for log in launch.logs)
+            raise DevStackError(
+                f"{launch.process.label} did not become ready within {settings.dev_start_timeout_s:g} s "
+                f"({exc})\n{tails}"
+            ) from exc
+        progress(f"{launch.process.label}: ready (pid {pid}) in {time.monotonic() - started:.1f} s")
 
 
-def _adopt(name: ServiceName, layout: StackLayout) -> int | None:
+def _adopt(process: _Process) -> int | None:
     """Our process still running after its pid file was lost: record it again instead of
     failing on its port as if a stranger held it."""
-    found = find_by_identity(_identity(name, layout))
+    found = find_by_identity(process.identity)
     if len(found) != 1:
         return None
-    layout.pid_file(name).write_text(f"{found[0]}\n", encoding="ascii")
+    process.pid_file.write_text(f"{found[0]}\n", encoding="ascii")
     return found[0]
 
 
-def _prepare_kafka(settings: Settings, layout: StackLayout, progress: Progress) -> list[str]:
+def _prepare_kafka(
+    settings: Settings, layout: StackLayout, nodes: list[KafkaNode], progress: Progress
+) -> list[_Launch]:
     libs = kafka.ensure_jars(
         cache_dir=layout.kafka_cache_dir, kafka_version=settings.dev_kafka_version, progress=progress
     )
     sasl = _kafka_sasl_listener(settings)
     if sasl is not None:
         progress(f"kafka: SASL_PLAINTEXT (PLAIN) listener for user {sasl.username!r} on {LOOPBACK}:{sasl.port}")
-    log4j = kafka.write_config(
-        layout, port=settings.dev_kafka_port, controller_port=settings.dev_kafka_controller_port, sasl=sasl
-    )
-    kafka.format_storage_once(layout, libs)
-    return kafka.broker_command(layout, libs, log4j)
+    log4j = [kafka.write_config(layout, node, sasl=sasl) for node in nodes]
+    # Each format is a JVM start of its own: overlap them.
+    with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+        list(pool.map(lambda node: kafka.format_storage_once(layout, node, libs), nodes))
+    return [
+        _Launch(
+            process=_node_process(node),
+            argv=kafka.broker_command(layout, node, libs, config),
+            log_file=node.log_file,
+            # Kafka writes server.log through log4j; its stdout log holds the storage format and JVM-level failures.
+            logs=(node.log_file, node.logs_dir / "server.log"),
+            ready=functools.partial(kafka.wait_ready, node),
+        )
+        for node, config in zip(nodes, log4j, strict=True)
+    ]
 
 
 def _prepare_redis(settings: Settings, layout: StackLayout, progress: Progress) -> list[str]:
@@ -190,45 +283,39 @@ def _prepare_redis(settings: Settings, layout: StackLayout, progress: Progress) 
     )
 
 
-def _wait_ready(name: ServiceName, settings: Settings, *, deadline: float, still_running: Callable[[], bool]) -> None:
-    if name == "kafka":
-        kafka.wait_ready(_endpoint(name, settings), deadline=deadline, still_running=still_running)
-    else:
-        redis_server.wait_ready(
-            settings.dev_redis_port, deadline=deadline, still_running=still_running, user=_acl_user(settings)
-        )
-
-
 # --- stopping and status --------------------------------------------------------------------------
 
 
 def _stop_one(name: ServiceName, settings: Settings, layout: StackLayout, progress: Progress) -> None:
-    identity = _identity(name, layout)
-    pid_file = layout.pid_file(name)
-    pids = set(find_by_identity(identity))  # also finds a process whose pid file was lost
-    recorded = read_pid(pid_file)
+    processes = _processes(name, settings, layout)
+    # A cluster's nodes stop together: each one's controlled shutdown needs the others' quorum.
+    with ThreadPoolExecutor(max_workers=len(processes)) as pool:
+        for future in [pool.submit(_stop_process, process, settings, progress) for process in processes]:
+            future.result()
+
+
+def _stop_process(process: _Process, settings: Settings, progress: Progress) -> None:
+    pids = set(find_by_identity(process.identity))  # also finds a process whose pid file was lost
+    recorded = read_pid(process.pid_file)
     if recorded is not None and recorded not in pids:
-        progress(f"{name}: removing stale pid file (pid {recorded} is not ours or not running)")
+        progress(f"{process.label}: removing stale pid file (pid {recorded} is not ours or not running)")
     for pid in sorted(pids):
-        progress(f"{name}: stopping pid {pid}")
-        stop(pid, identity, timeout_s=settings.dev_stop_timeout_s)
-    pid_file.unlink(missing_ok=True)
+        progress(f"{process.label}: stopping pid {pid}")
+        stop(pid, process.identity, timeout_s=settings.dev_stop_timeout_s)
+    process.pid_file.unlink(missing_ok=True)
     if not pids:
-        progress(f"{name}: not running")
+        progress(f"{process.label}: not running")
 
 
 def _status_one(name: ServiceName, settings: Settings, layout: StackLayout) -> ServiceStatus:
-    endpoint = _endpoint(name, settings)
-    pid = running_pid(layout.pid_file(name), _identity(name, layout), remove_stale=False)
-    log = f"log {_service_logs(name, layout)[-1]}"
+    if name == "kafka":
+        return _kafka_status(layout)
+    (process,) = _processes(name, settings, layout)
+    endpoint = _endpoint(name, settings, layout)
+    pid = running_pid(process.pid_file, process.identity, remove_stale=False)
+    log = f"log {layout.log_file(name)}"
     if pid is None:
         return ServiceStatus(name=name, running=False, pid=None, endpoint=endpoint, version=None, detail="not running")
-    if name == "kafka":
-        libs = kafka.libs_of(process_cmdline(pid) or [])
-        version = kafka.broker_version(libs) if libs is not None else None
-        answering = kafka.answers_metadata(endpoint, timeout_s=2.0)
-        detail = f"{'answering' if answering else 'NOT answering'} metadata requests; {log}"
-        return ServiceStatus(name=name, running=True, pid=pid, endpoint=endpoint, version=version, detail=detail)
     versions = redis_server.query_versions(settings.dev_redis_port, _acl_user(settings))
     if versions is None:
         return ServiceStatus(
@@ -245,24 +332,65 @@ def _status_one(name: ServiceName, settings: Settings, layout: StackLayout) -> S
     )
 
 
+def _kafka_status(layout: StackLayout) -> ServiceStatus:
+    """One node: its own row, as ever. A cluster: a row for the whole (running only when every node
+    is) with the bootstrap list as endpoint, and a row per node."""
+    members = [_kafka_node_status(node) for node in layout.kafka_nodes]
+    if len(members) == 1:
+        return members[0]
+    up = [member for member in members if member.running]
+    bootstrap = layout.kafka_bootstrap
+    answering = bool(up) and kafka.answers_metadata(bootstrap, timeout_s=2.0)
+    detail = (
+        f"{len(up)} of {len(members)} nodes running; {'answering' if answering else 'NOT answering'} metadata requests"
+    )
+    return ServiceStatus(
+        name="kafka",
+        running=len(up) == len(members),
+        pid=None,
+        endpoint=bootstrap,
+        version=next((member.version for member in up if member.version), None),
+        detail=detail,
+        members=tuple(members),
+    )
+
+
+def _kafka_node_status(node: KafkaNode) -> ServiceStatus:
+    process = _node_process(node)
+    pid = running_pid(process.pid_file, process.identity, remove_stale=False)
+    if pid is None:
+        return ServiceStatus(
+            name=node.service, running=False, pid=None, endpoint=node.endpoint, version=None, detail="not running"
+        )
+    libs = kafka.libs_of(process_cmdline(pid) or [])
+    version = kafka.broker_version(libs) if libs is not None else None
+    answering = kafka.answers_metadata(node.endpoint, timeout_s=2.0, node=node)
+    detail = f"{'answering' if answering else 'NOT answering'} metadata requests; log {node.logs_dir / 'server.log'}"
+    return ServiceStatus(
+        name=node.service, running=True, pid=pid, endpoint=node.endpoint, version=version, detail=detail
+    )
+
+
 # --- per-service facts ----------------------------------------------------------------------------
 
 
-def _identity(name: ServiceName, layout: StackLayout) -> ProcessIdentity:
-    """Paths unique to this state folder: a pid that carries them is ours."""
+def _processes(name: ServiceName, settings: Settings, layout: StackLayout) -> list[_Process]:
+    """Paths unique to this state folder identify our processes: a pid that carries them is ours."""
     if name == "kafka":
-        return ProcessIdentity(argument=str(layout.kafka_config))
-    return ProcessIdentity(executable_name="redis-server", cwd=layout.redis_data_dir)
+        return [_node_process(node) for node in layout.kafka_nodes]
+    identity = ProcessIdentity(executable_name="redis-server", cwd=layout.redis_data_dir)
+    endpoint = _endpoint(name, settings, layout)
+    return [_Process(label=name, endpoint=endpoint, pid_file=layout.pid_file(name), identity=identity)]
 
 
-def _working_dir(name: ServiceName, layout: StackLayout) -> Path:
-    # Redis starts in its data dir, so its identity (cwd) holds from the first instant, before it reads --dir.
-    return layout.state_dir if name == "kafka" else layout.redis_data_dir
+def _node_process(node: KafkaNode) -> _Process:
+    identity = ProcessIdentity(argument=str(node.config))
+    return _Process(label=node.service, endpoint=node.endpoint, pid_file=node.pid_file, identity=identity)
 
 
-def _endpoint(name: ServiceName, settings: Settings) -> str:
+def _endpoint(name: ServiceName, settings: Settings, layout: StackLayout) -> str:
     if name == "kafka":
-        return f"{LOOPBACK}:{settings.dev_kafka_port}"
+        return layout.kafka_bootstrap
     return redis_server.url(settings.dev_redis_port)
 
 
@@ -283,23 +411,25 @@ def _kafka_sasl_listener(settings: Settings) -> kafka.SaslListener | None:
     return kafka.SaslListener(port=port, username=username, password=password)
 
 
-def _ports(name: ServiceName, settings: Settings) -> dict[str, int]:
-    if name == "kafka":
-        ports = {
-            "dev_kafka_port": settings.dev_kafka_port,
-            "dev_kafka_controller_port": settings.dev_kafka_controller_port,
-        }
-        if settings.dev_kafka_sasl_port is not None:
-            ports["dev_kafka_sasl_port"] = settings.dev_kafka_sasl_port
-        return ports
-    return {"dev_redis_port": settings.dev_redis_port}
-
-
-def _service_logs(name: ServiceName, layout: StackLayout) -> list[Path]:
-    # Kafka writes server.log through log4j; its stdout log holds the storage format and JVM-level failures.
-    if name == "kafka":
-        return [layout.log_file(name), layout.logs_dir / "kafka" / "server.log"]
-    return [layout.log_file(name)]
+def _ports(
+    name: ServiceName, settings: Settings, layout: StackLayout, processes: list[_Process]
+) -> list[tuple[str, int]]:
+    """(settings field, port) of the processes about to start, so a clash names the knob to change."""
+    if name == "redis":
+        return [("dev_redis_port", settings.dev_redis_port)]
+    labels = {process.label for process in processes}
+    ports: list[tuple[str, int]] = []
+    for node in layout.kafka_nodes:
+        if node.service not in labels:
+            continue
+        first = node.node_id == 1
+        ports.append(("dev_kafka_port" if first else "dev_kafka_peer_ports", node.port))
+        ports.append(
+            ("dev_kafka_controller_port" if first else "dev_kafka_peer_controller_ports", node.controller_port)
+        )
+    if settings.dev_kafka_sasl_port is not None:
+        ports.append(("dev_kafka_sasl_port", settings.dev_kafka_sasl_port))
+    return ports
 
 
 def _unique(services: Sequence[ServiceName]) -> list[ServiceName]:

@@ -104,3 +104,13 @@ def ensure_topics(settings: Settings, *, partitions: int = 6) -> None:
         admin.poll(0)  # serve the queued error callbacks (and log lines): they say why
         raise explain(settings, exc, errors) from exc
     admin.poll(0)  # log lines wait in the client's queue until served
+
+
+def partitions_led(settings: Settings, topics: list[str], *, timeout_s: float = 30.0) -> dict[int, int]:
+    """How many partitions of these topics each broker leads now (by node id)."""
+    metadata = AdminClient(kafka_client_config(settings), logger=kafka_logger()).list_topics(timeout=timeout_s)
+    led: dict[int, int] = {}
+    for name in topics:
+        for partition in metadata.topics[name].partitions.values():
+            led[partition.leader] = led.get(partition.leader, 0) + 1
+    return led

@@ -117,6 +117,13 @@ class Settings(BaseSettings):
     dev_state_dir: Path = Path(".devstack")
     dev_kafka_port: int = 9092
     dev_kafka_controller_port: int = 9093
+    # Nodes of the local Kafka: 1, or a KRaft cluster of combined broker+controller nodes (all voters),
+    # with replication factor min(3, N) and min.insync.replicas one less.
+    dev_kafka_brokers: int = Field(default=1, ge=1, le=5)
+    # Client and controller ports of nodes 2..N (extra ones unused); empty: each node takes the two ports
+    # after the previous node's.
+    dev_kafka_peer_ports: list[int] = Field(default_factory=list)
+    dev_kafka_peer_controller_ports: list[int] = Field(default_factory=list)
     dev_redis_port: int = 6379
     dev_redis_aof: bool = True
     dev_kafka_version: str = "4.1.1"
@@ -137,7 +144,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_security(self) -> Settings:
-        problems = [*_kafka_security_problems(self), *_redis_security_problems(self), *_dev_kafka_sasl_problems(self)]
+        problems = [
+            *_kafka_security_problems(self),
+            *_redis_security_problems(self),
+            *_dev_kafka_sasl_problems(self),
+            *_dev_kafka_cluster_problems(self),
+        ]
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -145,6 +157,16 @@ class Settings(BaseSettings):
     @property
     def redis_tls_enabled(self) -> bool:
         return self.redis_tls or self.redis_url.startswith("rediss://")
+
+    def dev_kafka_node_ports(self) -> list[tuple[int, int]]:
+        """(client port, controller port) of each local Kafka node, node 1 first."""
+        count = self.dev_kafka_brokers
+        ports = self.dev_kafka_peer_ports or [self.dev_kafka_port + 2 * i for i in range(1, count)]
+        controllers = self.dev_kafka_peer_controller_ports or [
+            self.dev_kafka_controller_port + 2 * i for i in range(1, count)
+        ]
+        peers = list(zip(ports, controllers, strict=False))[: count - 1]
+        return [(self.dev_kafka_port, self.dev_kafka_controller_port), *peers]
 
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
         # repr/str show the masked view: SecretStr alone would leave the URL's and kafka_extra's secrets.
@@ -277,6 +299,23 @@ def _dev_kafka_sasl_problems(settings: Settings) -> list[str]:
     password = settings.dev_kafka_sasl_password.get_secret_value() if settings.dev_kafka_sasl_password else ""
     if not password or any(char in password for char in '"\\;\n'):
         problems.append("dev_kafka_sasl_password must be non-empty, without quotes, backslashes, ';' or newlines")
+    return problems
+
+
+def _dev_kafka_cluster_problems(settings: Settings) -> list[str]:
+    problems: list[str] = []
+    peers = settings.dev_kafka_brokers - 1
+    for name in ("dev_kafka_peer_ports", "dev_kafka_peer_controller_ports"):
+        given = len(getattr(settings, name))
+        if 0 < given < peers:
+            problems.append(f"{name} lists {given} ports; dev_kafka_brokers={settings.dev_kafka_brokers} needs {peers}")
+    ports = [port for pair in settings.dev_kafka_node_ports() for port in pair]
+    if settings.dev_kafka_sasl_port is not None:
+        ports.append(settings.dev_kafka_sasl_port)
+        if peers:
+            problems.append("dev_kafka_sasl_port needs dev_kafka_brokers=1 (the SASL listener is single-node only)")
+    if len(set(ports)) != len(ports):
+        problems.append(f"the local Kafka's ports (dev_kafka_*port*) must all differ: {ports}")
     return problems
 
 

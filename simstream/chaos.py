@@ -2,18 +2,22 @@
 
 Each scenario streams real Abt-Buy products (the first N, ids ``abt-``/``buy-``; the last slice also
 updates a tenth of them to version 2) through ``python -m simstream run`` subprocesses while it
-SIGKILLs workers (kill), stops Redis for a while (redis), restarts the Kafka broker (broker), grows
-the group from 1 to 3 workers and back (scale), or interleaves fuzzed bad records (fuzz); ``steady``
-is the same stream without faults, the throughput baseline. Afterwards it counts what a reader sees:
+SIGKILLs workers (kill), stops Redis for a while (redis), restarts the Kafka broker (broker), SIGKILLs
+one node of a three-node Kafka cluster and starts it again (broker3), grows the group from 1 to 3
+workers and back (scale), or interleaves fuzzed bad records (fuzz); ``steady`` is the same stream
+without faults, the throughput baseline. Afterwards it counts what a reader sees:
 
 - ``lost``: published products not stored at their latest version, or without a current list in
   Redis, or whose last committed output record is missing or older;
 - ``duplicated``: committed list records beyond one per (product, list_version);
 - ``dead_lettered``: committed records of the dead-letter topic;
-- ``verify_ok``: ``simstream verify`` (exact brute force, output topic) within its default thresholds.
+- ``verify_ok``: ``simstream verify`` (exact brute force, output topic) within its default thresholds;
+- ``stall_s``: the longest time between consecutive committed output records (by create time), the
+  stall a fault causes downstream.
 
 The stack (Kafka + Redis with AOF, so Redis data survives its restart) lives in a temporary folder on
-free ports and is stopped at the end; every scenario run has its own topics, group, index and prefix.
+free ports and is stopped at the end (broker3 gets its own, with a three-node Kafka cluster); every
+scenario run has its own topics, group, index and prefix.
 """
 
 from __future__ import annotations
@@ -47,19 +51,22 @@ from simstream.core.redis_client import make_redis_client
 from simstream.core.vector_store import RedisVectorStore
 from simstream.devstack import stack
 from simstream.devstack.ports import free_ports
+from simstream.devstack.processes import is_alive
 from simstream.producers.catalog import read_catalog
 from simstream.producers.publish import product_event
 from simstream.producers.sink import WATCHDOG_EXIT_CODE
-from simstream.producers.topics import ensure_topics
+from simstream.producers.topics import ensure_topics, partitions_led
 from simstream.schemas.codec import DecodeFailure, decode_event, encode_event
 from simstream.schemas.events import ProductEvent
 from simstream.schemas.settings import Settings, kafka_client_config
 from simstream.schemas.similar_items import SimilarItems
-from simstream.topic_records import duplicated_lists, read_all
+from simstream.topic_records import duplicated_lists, longest_gap_s, read_all
 
-Scenario = Literal["steady", "kill", "redis", "broker", "scale", "fuzz"]
+Scenario = Literal["steady", "kill", "redis", "broker", "broker3", "scale", "fuzz"]
 Mode = Literal["eos", "alo"]
-SCENARIOS: tuple[Scenario, ...] = ("steady", "kill", "redis", "broker", "scale", "fuzz")
+SCENARIOS: tuple[Scenario, ...] = ("steady", "kill", "redis", "broker", "broker3", "scale", "fuzz")
+# Kafka nodes of the stack a scenario runs on (1 when not listed).
+KAFKA_NODES: dict[Scenario, int] = {"broker3": 3}
 Progress = Callable[[str], None]
 SESSION_TIMEOUT_MS = 10_000
 Record = tuple[bytes | None, bytes | None]
@@ -113,6 +120,7 @@ class ScenarioResult:
     products_per_s: float = 0.0
     worker_restarts: int = 0
     worker_exit_codes: list[int] = field(default_factory=list)
+    stall_s: float = 0.0  # longest time between consecutive committed output records
 
     @property
     def ok(self) -> bool:
@@ -127,36 +135,49 @@ class ScenarioResult:
 
 
 class ChaosStack:
-    """Kafka + Redis (AOF on) of one chaos run, in ``root``, on free ports; restartable per service."""
+    """Kafka (one node, or a cluster of ``kafka_nodes``) + Redis (AOF on) of one chaos run, in ``root``, on
+    free ports; restartable per service, and per Kafka node."""
 
-    def __init__(self, root: Path, progress: Progress) -> None:
-        kafka_port, controller_port, redis_port = free_ports(3)
+    def __init__(self, root: Path, progress: Progress, kafka_nodes: int = 1) -> None:
+        redis_port, kafka_port, controller_port, *peers = free_ports(1 + 2 * kafka_nodes)
         self.settings = Settings(
             dev_state_dir=root / "stack",
+            dev_kafka_brokers=kafka_nodes,
             dev_kafka_port=kafka_port,
             dev_kafka_controller_port=controller_port,
+            dev_kafka_peer_ports=peers[: kafka_nodes - 1],
+            dev_kafka_peer_controller_ports=peers[kafka_nodes - 1 :],
             dev_redis_port=redis_port,
             dev_redis_aof=True,  # Redis data must survive the redis scenario's restart
             dev_stop_timeout_s=30.0,
         )
         self.root = root
-        self._progress = progress
+        self.progress = progress
 
     def up(self, services: Sequence[stack.ServiceName] = stack.ALL_SERVICES) -> None:
-        stack.up(self.settings, progress=self._progress, services=services)
+        stack.up(self.settings, progress=self.progress, services=services)
 
     def down(self, services: Sequence[stack.ServiceName] = stack.ALL_SERVICES) -> None:
-        stack.down(self.settings, progress=self._progress, services=services)
+        stack.down(self.settings, progress=self.progress, services=services)
 
     def endpoints(self) -> tuple[str, str]:
         kafka, redis = stack.status(self.settings)
         return kafka.endpoint, redis.endpoint
 
+    def kill_kafka_node(self, node_id: int) -> None:
+        """SIGKILL one node of the cluster: no controlled shutdown, its leaderships end with it."""
+        (kafka,) = stack.status(self.settings, services=["kafka"])
+        pid = next(member.pid for member in kafka.members if member.name == f"kafka-{node_id}")
+        if pid is None:
+            raise ChaosError(f"kafka node {node_id} is not running")
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not is_alive(pid), 30, f"kafka node {node_id} to die")
+
 
 @contextmanager
-def chaos_stack(progress: Progress, root: Path | None = None) -> Iterator[ChaosStack]:
+def chaos_stack(progress: Progress, root: Path | None = None, kafka_nodes: int = 1) -> Iterator[ChaosStack]:
     with tempfile.TemporaryDirectory(prefix="simstream-chaos-") as tmp:
-        started = ChaosStack(root or Path(tmp), progress)
+        started = ChaosStack(root or Path(tmp), progress, kafka_nodes)
         try:
             started.up()
             yield started
@@ -488,6 +509,7 @@ class ScenarioRun:
         )
         result.lost = result.published - min(result.processed, output_ok)
         result.duplicated = duplicated_lists(committed)
+        result.stall_s = longest_gap_s(committed)
         result.dead_lettered = len(read_all(self.settings, self.settings.dlq_topic))
         report = run_verify(self.settings)
         result.verify_failures = threshold_failures(report, Thresholds())
@@ -551,6 +573,36 @@ def run_broker_restart(run: ScenarioRun) -> None:
     run.wait_done()
 
 
+def run_broker_node_kill(run: ScenarioRun) -> None:
+    """SIGKILL the Kafka node leading most of the run's partitions mid-stream, publish on with two of
+    three, and start it again once the stream has moved on without it."""
+    run.start_worker()
+    first, second = run.slices(2)
+    run.publish(first)
+    run.wait_stored(max(1, len(first) // 3))
+    node = busiest_leader(run.settings)
+    run.chaos.kill_kafka_node(node)
+    run.chaos.progress(f"chaos: SIGKILLed kafka node {node}")
+    run.publish(second)  # acks=all with min.insync.replicas 2: accepted by the two nodes left
+    new_products = sum(1 for event in second if event.version == 1)
+
+    def moved_on() -> bool:
+        # Progress past the first slice proves the two nodes left serve the stream on their own.
+        run.restart_watchdog_exits()
+        run.require_alive()
+        return run.stored() >= len(first) + max(1, new_products // 2)
+
+    wait_until(moved_on, run.options.timeout_s, "the stream to go on with one Kafka node down")
+    run.chaos.up(["kafka"])  # starts only the killed node; it catches up as a follower
+    run.wait_done()
+
+
+def busiest_leader(settings: Settings) -> int:
+    """The node leading most partitions of the input and output topics (the lowest id on a tie)."""
+    led = partitions_led(settings, [settings.input_topic, settings.output_topic])
+    return min(led, key=lambda node: (-led[node], node))
+
+
 def run_scale(run: ScenarioRun) -> None:
     run.start_worker()
     first, second, third = run.slices(3)
@@ -581,6 +633,7 @@ RUNNERS: dict[Scenario, Callable[[ScenarioRun], None]] = {
     "kill": run_kill,
     "redis": run_redis_outage,
     "broker": run_broker_restart,
+    "broker3": run_broker_node_kill,
     "scale": run_scale,
     "fuzz": run_fuzz,
 }
@@ -599,13 +652,15 @@ def run_chaos(
     scenarios: Sequence[Scenario], modes: Sequence[Mode], options: ChaosOptions, progress: Progress
 ) -> list[ScenarioResult]:
     results: list[ScenarioResult] = []
-    with chaos_stack(progress) as chaos:
-        for mode in modes:
-            for scenario in scenarios:
-                progress(f"chaos: {scenario} ({mode}), {options.products} products")
-                result = run_scenario(chaos, scenario, mode, options)
-                progress(f"chaos: {scenario} ({mode}): {format_row(result)}")
-                results.append(result)
+    # One stack per Kafka size: the single-node scenarios share one, broker3 gets a cluster.
+    for nodes in sorted({KAFKA_NODES.get(scenario, 1) for scenario in scenarios}):
+        with chaos_stack(progress, kafka_nodes=nodes) as chaos:
+            for mode in modes:
+                for scenario in [s for s in scenarios if KAFKA_NODES.get(s, 1) == nodes]:
+                    progress(f"chaos: {scenario} ({mode}), {options.products} products")
+                    result = run_scenario(chaos, scenario, mode, options)
+                    progress(f"chaos: {scenario} ({mode}): {format_row(result)}")
+                    results.append(result)
     return results
 
 
@@ -613,7 +668,7 @@ def run_chaos(
 
 HEADER = (
     f"{'scenario':<8} {'mode':<4} {'published':>9} {'processed':>9} {'dead':>5} {'lost':>4} "
-    f"{'dup':>4} {'verify':>6} {'seconds':>8} {'prod/s':>7} {'ok':>3}"
+    f"{'dup':>4} {'verify':>6} {'seconds':>8} {'prod/s':>7} {'stall':>6} {'ok':>3}"
 )
 
 
@@ -621,7 +676,7 @@ def format_row(r: ScenarioResult) -> str:
     return (
         f"{r.scenario:<8} {r.mode:<4} {r.published:>9} {r.processed:>9} {r.dead_lettered:>5} {r.lost:>4} "
         f"{r.duplicated:>4} {'ok' if r.verify_ok else 'FAIL':>6} {r.seconds:>8.1f} {r.products_per_s:>7.1f} "
-        f"{'yes' if r.ok else 'NO':>3}"
+        f"{r.stall_s:>6.1f} {'yes' if r.ok else 'NO':>3}"
     )
 
 

@@ -34,6 +34,17 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     from simstream.devstack import stack
     from simstream.producers.topics import KafkaAccessError
 
+    # --kafka-brokers, else SIMSTREAM_DEV_KAFKA_BROKERS, else what the last `up` here started: a plain
+    # `dev status` or `dev down` then sees the whole cluster.
+    brokers = args.kafka_brokers
+    if brokers is None and "dev_kafka_brokers" not in settings.model_fields_set:
+        brokers = stack.recorded_kafka_nodes(settings)
+    if brokers is not None and brokers != settings.dev_kafka_brokers:
+        try:
+            settings = Settings(**{**dict(settings), "dev_kafka_brokers": brokers})
+        except ValueError as exc:
+            print(f"simstream dev {args.action}: invalid settings: {exc}", file=sys.stderr)
+            return 2
     try:
         if args.action == "up":
             services = stack.up(settings)
@@ -177,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("dev", help="the local stack: real Kafka + Redis on 127.0.0.1, no Docker")
     dev.add_argument("action", choices=["up", "down", "status"])
+    dev.add_argument(
+        "--kafka-brokers",
+        type=int,
+        metavar="N",
+        help="Kafka nodes: 1, or a KRaft cluster of N (3: replication 3, min.insync.replicas 2); "
+        "default SIMSTREAM_DEV_KAFKA_BROKERS, else what the last `up` in this state dir started",
+    )
     dev.set_defaults(handler=cmd_dev)
 
     schema = sub.add_parser("schema", help="wire contracts")

@@ -6,13 +6,21 @@ this keeps each record, so a list emitted twice shows up twice.
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
 from simstream.consumers.output_reader import OutputReadError
 from simstream.schemas.codec import decode_similar_items
@@ -23,6 +31,7 @@ from simstream.schemas.settings import Settings, kafka_client_config
 class TopicRecord:
     key: bytes | None
     value: bytes | None
+    timestamp_ms: int | None = None  # the producer's create time (None when the record carries none)
 
 
 def read_all(settings: Settings, topic: str, *, committed: bool = True, timeout_s: float = 60.0) -> list[TopicRecord]:
@@ -62,10 +71,12 @@ def read_all(settings: Settings, topic: str, *, committed: bool = True, timeout_
                         continue
                     raise OutputReadError(f"topic {topic!r}: {error}")
                 key, value = message.key(), message.value()
+                kind, timestamp = message.timestamp()
                 found.append(
                     TopicRecord(
                         key.encode() if isinstance(key, str) else key,
                         value.encode() if isinstance(value, str) else value,
+                        None if kind == TIMESTAMP_NOT_AVAILABLE else timestamp,
                     )
                 )
                 if partition is not None and offset is not None and offset >= ends[partition] - 1:
@@ -75,6 +86,12 @@ def read_all(settings: Settings, topic: str, *, committed: bool = True, timeout_
         raise OutputReadError(f"cannot read topic {topic!r}: {exc}") from exc
     finally:
         consumer.close()
+
+
+def longest_gap_s(records: Iterable[TopicRecord]) -> float:
+    """The longest time between consecutive records by create time: how long a reader saw nothing new."""
+    times = sorted(record.timestamp_ms for record in records if record.timestamp_ms is not None)
+    return max((later - earlier for earlier, later in itertools.pairwise(times)), default=0) / 1000
 
 
 def duplicated_lists(records: Iterable[TopicRecord]) -> int:

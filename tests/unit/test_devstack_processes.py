@@ -56,7 +56,7 @@ def test_a_listening_port_is_in_use_and_a_free_one_is_not(listening_port: int) -
 
 def test_port_clash_names_the_port_and_the_setting(listening_port: int) -> None:
     with pytest.raises(DevStackError, match=rf"port {listening_port} \(dev_redis_port\) is already in use"):
-        ensure_ports_free({"dev_kafka_port": free_ports(1)[0], "dev_redis_port": listening_port})
+        ensure_ports_free([("dev_kafka_port", free_ports(1)[0]), ("dev_redis_port", listening_port)])
 
 
 def test_up_fails_on_a_taken_port_before_starting_anything(tmp_path: Path, listening_port: int) -> None:

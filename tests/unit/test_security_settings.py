@@ -321,6 +321,6 @@ def test_broker_config_with_a_password_is_owner_only(tmp_path: Path) -> None:
     layout.kafka_config.write_text("old\n", encoding="utf-8")
     layout.kafka_config.chmod(0o644)
     listener = kafka.SaslListener(port=3, username="svc", password=SecretStr(ACL_SECRET))
-    kafka.write_config(layout, port=1, controller_port=2, sasl=listener)
+    kafka.write_config(layout, layout.kafka_nodes[0], sasl=listener)
     assert stat.S_IMODE(layout.kafka_config.stat().st_mode) == 0o600
     assert "SASL_PLAINTEXT://127.0.0.1:3" in layout.kafka_config.read_text(encoding="utf-8")
