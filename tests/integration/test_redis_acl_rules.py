@@ -17,7 +17,7 @@ import orjson
 import pytest
 import redis
 from pydantic import SecretStr
-from support.acl import STOREFRONT, WORKER, render_acl_rules
+from support.acl import DEPLOY_ACL_FILE, STOREFRONT, WORKER, render_acl_rules
 from support.streaming import RunningWorker, create_stream_topics, event, publish, stream_settings, wait_for
 
 from simstream.core.encoder import TransformerEncoder
@@ -111,6 +111,24 @@ def deploy_users(acl_redis: Settings, unique_name: str) -> Iterator[DeployUsers]
             if index.startswith(unique_name):
                 admin.execute_command("FT.DROPINDEX", index)  # type: ignore[no-untyped-call]
         admin.close()
+
+
+def test_the_file_as_shipped_does_not_load_until_its_placeholders_are_replaced(acl_redis: Settings) -> None:
+    assert acl_redis.dev_redis_acl_user is not None and acl_redis.dev_redis_acl_password is not None
+    user = redis_server.AclUser(name=acl_redis.dev_redis_acl_user, password=acl_redis.dev_redis_acl_password)
+    layout = StackLayout.from_settings(acl_redis)
+    path = redis_server.write_acl_file(layout, user)
+    admin_line = path.read_text(encoding="ascii").splitlines()[1]
+    path.write_text(DEPLOY_ACL_FILE.read_text(encoding="ascii") + admin_line + "\n", encoding="ascii")
+    (status,) = stack.status(acl_redis, services=["redis"])
+    admin = redis.Redis.from_url(status.endpoint, username=user.name, password=user.password.get_secret_value())
+    try:
+        with pytest.raises(redis.exceptions.ResponseError, match="password hash must be exactly 64 characters"):
+            admin.execute_command("ACL", "LOAD")  # type: ignore[no-untyped-call]
+        assert admin.execute_command("ACL", "WHOAMI") == user.name.encode()  # type: ignore[no-untyped-call]
+    finally:
+        admin.close()
+        redis_server.write_acl_file(layout, user)
 
 
 def _field(entry: Any, name: str) -> Any:
