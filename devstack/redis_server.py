@@ -89,19 +89,31 @@ def ensure_binaries(progress: Callable[[str], None]) -> RedisBinaries:
     return found
 
 
+# The default user is off (nobody can log in as it) but keeps every permission: Redis replays the AOF
+# as a client of the default user and checks each MULTI/EXEC in it (how scripts' writes are logged)
+# against that user's rules again. A bare ``user default off`` has none, so a restart drops those
+# writes with "-NOPERM ACLs rules changed" (redis/redis#14541).
+DEFAULT_USER_RULE = "user default off ~* &* +@all"
+
+
+def acl_file(layout: StackLayout) -> Path:
+    """Where the stack's ACL file lives (what ``--aclfile`` names, and ``ACL LOAD`` reads again)."""
+    return layout.redis_data_dir / "users.acl"
+
+
 def write_acl_file(layout: StackLayout, user: AclUser) -> Path:
-    """An ACL file with the user (all keys, channels and commands) and the passwordless default user off.
+    """An ACL file with the user (all keys, channels and commands); the default user off.
 
     A file rather than ``--user`` arguments: argv is world-readable (ps), and the file holds only the
     password's SHA-256, so the plain password is never written anywhere.
     """
     digest = hashlib.sha256(user.password.get_secret_value().encode()).hexdigest()
-    path = layout.redis_data_dir / "users.acl"
+    path = acl_file(layout)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(descriptor, 0o600)  # also when the file existed with wider permissions
     with os.fdopen(descriptor, "w", encoding="ascii") as handle:
-        handle.write(f"user default off\nuser {user.name} on #{digest} ~* &* +@all\n")
+        handle.write(f"{DEFAULT_USER_RULE}\nuser {user.name} on #{digest} ~* &* +@all\n")
     return path
 
 

@@ -4,8 +4,9 @@ Each scenario streams real Abt-Buy products (the first N, ids ``abt-``/``buy-``;
 updates a tenth of them to version 2) through ``python -m simstream run`` subprocesses while it
 SIGKILLs workers (kill), stops Redis for a while (redis), restarts the Kafka broker (broker), SIGKILLs
 one node of a three-node Kafka cluster and starts it again (broker3), grows the group from 1 to 3
-workers and back (scale), or interleaves fuzzed bad records (fuzz); ``steady`` is the same stream
-without faults, the throughput baseline. Afterwards it counts what a reader sees:
+workers and back (scale), interleaves fuzzed bad records (fuzz), or restarts a Redis that has the ACL
+user on, as whom the worker logs in (acl-restart); ``steady`` is the same stream without faults, the
+throughput baseline. Afterwards it counts what a reader sees:
 
 - ``lost``: published products not stored at their latest version, or without a current list in
   Redis, or whose last committed output record is missing or older;
@@ -17,7 +18,8 @@ without faults, the throughput baseline. Afterwards it counts what a reader sees
 
 The stack (Kafka + Redis with AOF, so Redis data survives its restart) lives in a temporary folder on
 free ports and is stopped at the end (broker3 gets its own, with a three-node Kafka cluster); every
-scenario run has its own topics, group, index and prefix.
+scenario run has its own topics, group, index and prefix. acl-restart uses a second Redis of the stack
+(AOF on, the ACL user on, the default user off), started the first time it is needed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -41,6 +44,7 @@ from typing import Any, Literal
 
 import orjson
 from confluent_kafka import Producer
+from pydantic import SecretStr
 
 from simstream.consumers.group_lag import group_lag
 from simstream.core.audit import Thresholds, threshold_failures
@@ -50,6 +54,7 @@ from simstream.core.namespace import namespace_fields
 from simstream.core.redis_client import make_redis_client
 from simstream.core.vector_store import RedisVectorStore
 from simstream.devstack import stack
+from simstream.devstack.layout import StackLayout
 from simstream.devstack.ports import free_ports
 from simstream.devstack.processes import is_alive
 from simstream.producers.catalog import read_catalog
@@ -62,11 +67,13 @@ from simstream.schemas.settings import Settings, kafka_client_config
 from simstream.schemas.similar_items import SimilarItems
 from simstream.topic_records import duplicated_lists, longest_gap_s, read_all
 
-Scenario = Literal["steady", "kill", "redis", "broker", "broker3", "scale", "fuzz"]
+Scenario = Literal["steady", "kill", "redis", "broker", "broker3", "scale", "fuzz", "acl-restart"]
 Mode = Literal["eos", "alo"]
-SCENARIOS: tuple[Scenario, ...] = ("steady", "kill", "redis", "broker", "broker3", "scale", "fuzz")
+SCENARIOS: tuple[Scenario, ...] = ("steady", "kill", "redis", "broker", "broker3", "scale", "fuzz", "acl-restart")
 # Kafka nodes of the stack a scenario runs on (1 when not listed).
 KAFKA_NODES: dict[Scenario, int] = {"broker3": 3}
+ACL_SCENARIOS: frozenset[Scenario] = frozenset({"acl-restart"})  # run against the stack's ACL Redis
+ACL_USER = "simstream-chaos"
 Progress = Callable[[str], None]
 SESSION_TIMEOUT_MS = 10_000
 Record = tuple[bytes | None, bytes | None]
@@ -153,6 +160,7 @@ class ChaosStack:
         )
         self.root = root
         self.progress = progress
+        self.acl_settings: Settings | None = None  # the ACL Redis, once a scenario asked for it
 
     def up(self, services: Sequence[stack.ServiceName] = stack.ALL_SERVICES) -> None:
         stack.up(self.settings, progress=self.progress, services=services)
@@ -173,6 +181,46 @@ class ChaosStack:
         os.kill(pid, signal.SIGKILL)
         wait_until(lambda: not is_alive(pid), 30, f"kafka node {node_id} to die")
 
+    def acl_redis(self) -> Settings:
+        """The client settings of the second Redis (the ACL user's name and password), started on first use."""
+        if self.acl_settings is None:
+            (port,) = free_ports(1)
+            self.acl_settings = Settings(
+                dev_state_dir=self.root / "stack-acl",
+                dev_redis_port=port,
+                dev_redis_aof=True,
+                dev_stop_timeout_s=30.0,
+                dev_redis_acl_user=ACL_USER,
+                dev_redis_acl_password=SecretStr(secrets.token_urlsafe(24)),
+            )
+        self.acl_up()
+        (redis,) = stack.status(self.acl_settings, services=["redis"])
+        return Settings(
+            redis_url=redis.endpoint,
+            redis_username=self.acl_settings.dev_redis_acl_user,
+            redis_password=self.acl_settings.dev_redis_acl_password,
+        )
+
+    def acl_up(self) -> None:
+        if self.acl_settings is not None:
+            stack.up(self.acl_settings, progress=self.progress, services=["redis"])
+
+    def acl_down(self) -> None:
+        if self.acl_settings is not None:
+            stack.down(self.acl_settings, progress=self.progress, services=["redis"])
+
+    def acl_log_lines(self, needle: str) -> int:
+        """Lines of the ACL Redis's log that hold ``needle``."""
+        if self.acl_settings is None:
+            return 0
+        log = StackLayout.from_settings(self.acl_settings).log_file("redis")
+        with log.open(encoding="utf-8", errors="replace") as lines:
+            return sum(1 for line in lines if needle in line)
+
+    def close(self) -> None:
+        self.down()
+        self.acl_down()
+
 
 @contextmanager
 def chaos_stack(progress: Progress, root: Path | None = None, kafka_nodes: int = 1) -> Iterator[ChaosStack]:
@@ -182,7 +230,7 @@ def chaos_stack(progress: Progress, root: Path | None = None, kafka_nodes: int =
             started.up()
             yield started
         finally:
-            started.down()
+            started.close()
 
 
 # --- worker subprocesses -----------------------------------------------------------------------------
@@ -197,6 +245,10 @@ class WorkerProcess:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "SIMSTREAM_WORKER_ID": slot}
         for name in WORKER_FIELDS:
             env[f"SIMSTREAM_{name.upper()}"] = str(getattr(settings, name))
+        if settings.redis_username is not None:
+            env["SIMSTREAM_REDIS_USERNAME"] = settings.redis_username
+        if settings.redis_password is not None:  # through the environment (owner-only), never argv
+            env["SIMSTREAM_REDIS_PASSWORD"] = settings.redis_password.get_secret_value()
         # A SIGKILLed member holds its partitions until its session times out (45 s by default).
         env["SIMSTREAM_KAFKA_EXTRA"] = orjson.dumps({"session.timeout.ms": str(SESSION_TIMEOUT_MS)}).decode()
         env["SIMSTREAM_METRICS_PORT"] = str(self.metrics_port)
@@ -344,10 +396,16 @@ class ScenarioRun:
 
     def __init__(self, chaos: ChaosStack, scenario: Scenario, mode: Mode, options: ChaosOptions) -> None:
         kafka, redis_url = chaos.endpoints()
+        credentials: dict[str, Any] = {}
+        if scenario in ACL_SCENARIOS:
+            acl = chaos.acl_redis()
+            redis_url = acl.redis_url
+            credentials = {"redis_username": acl.redis_username, "redis_password": acl.redis_password}
         name = f"chaos-{scenario}-{mode}-{uuid.uuid4().hex[:6]}"
         self.settings = Settings(
             kafka_bootstrap=kafka,
             redis_url=redis_url,
+            **credentials,
             **namespace_fields(name),
             batch_max_wait_ms=100,
             exactly_once=mode == "eos",
@@ -428,6 +486,10 @@ class ScenarioRun:
             return RedisVectorStore.from_settings(self.settings).count()
         except SimstreamError:
             return 0
+
+    def catalog_sequence(self) -> int:
+        """Product writes and deletes Redis has applied (``catalog:seq``)."""
+        return RedisVectorStore.from_settings(self.settings).catalog_stamp()
 
     def wait_stored(self, at_least: int) -> None:
         def reached() -> bool:
@@ -628,6 +690,26 @@ def run_fuzz(run: ScenarioRun) -> None:
     run.wait_done()
 
 
+def run_acl_restart(run: ScenarioRun) -> None:
+    """``dev down`` and ``dev up`` of the ACL Redis mid-stream: the restart must replay its whole AOF
+    (scripted writes are logged as MULTI/EXEC, which Redis checks against the default user's rules)."""
+    run.start_worker()
+    first, second = run.slices(2)
+    run.publish(first)
+    run.wait_stored(max(1, len(first) // 3))
+    run.publish(second)
+    written = run.catalog_sequence()
+    run.chaos.acl_down()
+    run.chaos.acl_up()
+    replayed = run.catalog_sequence()
+    if replayed < written:
+        raise ChaosError(f"the restart lost acknowledged writes: catalog:seq {written} before, {replayed} after")
+    refused = run.chaos.acl_log_lines("NOPERM")
+    if refused:
+        raise ChaosError(f"redis.log has {refused} NOPERM line(s): the AOF was not replayed completely")
+    run.wait_done()
+
+
 RUNNERS: dict[Scenario, Callable[[ScenarioRun], None]] = {
     "steady": run_steady,
     "kill": run_kill,
@@ -636,6 +718,7 @@ RUNNERS: dict[Scenario, Callable[[ScenarioRun], None]] = {
     "broker3": run_broker_node_kill,
     "scale": run_scale,
     "fuzz": run_fuzz,
+    "acl-restart": run_acl_restart,
 }
 
 
@@ -666,17 +749,18 @@ def run_chaos(
 
 # --- the command ------------------------------------------------------------------------------------------
 
+SCENARIO_WIDTH = max(len(name) for name in SCENARIOS)
 HEADER = (
-    f"{'scenario':<8} {'mode':<4} {'published':>9} {'processed':>9} {'dead':>5} {'lost':>4} "
+    f"{'scenario':<{SCENARIO_WIDTH}} {'mode':<4} {'published':>9} {'processed':>9} {'dead':>5} {'lost':>4} "
     f"{'dup':>4} {'verify':>6} {'seconds':>8} {'prod/s':>7} {'stall':>6} {'ok':>3}"
 )
 
 
 def format_row(r: ScenarioResult) -> str:
     return (
-        f"{r.scenario:<8} {r.mode:<4} {r.published:>9} {r.processed:>9} {r.dead_lettered:>5} {r.lost:>4} "
-        f"{r.duplicated:>4} {'ok' if r.verify_ok else 'FAIL':>6} {r.seconds:>8.1f} {r.products_per_s:>7.1f} "
-        f"{r.stall_s:>6.1f} {'yes' if r.ok else 'NO':>3}"
+        f"{r.scenario:<{SCENARIO_WIDTH}} {r.mode:<4} {r.published:>9} {r.processed:>9} {r.dead_lettered:>5} "
+        f"{r.lost:>4} {r.duplicated:>4} {'ok' if r.verify_ok else 'FAIL':>6} {r.seconds:>8.1f} "
+        f"{r.products_per_s:>7.1f} {r.stall_s:>6.1f} {'yes' if r.ok else 'NO':>3}"
     )
 
 

@@ -287,7 +287,7 @@ def test_acl_file_holds_only_the_password_hash_and_is_private(tmp_path: Path) ->
     path = redis_server.write_acl_file(layout, redis_server.AclUser(name="svc", password=SecretStr(ACL_SECRET)))
     text = path.read_text(encoding="ascii")
     assert ACL_SECRET not in text
-    assert text.splitlines()[0] == "user default off"
+    assert text.splitlines()[0] == redis_server.DEFAULT_USER_RULE
     assert text.splitlines()[1].startswith("user svc on #")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
