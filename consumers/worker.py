@@ -31,7 +31,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from simstream.consumers.http import start_server
 from simstream.consumers.metrics import BatchObservation, LagSampler, WorkerMetrics
+from simstream.consumers.redis_position import RedisPosition
 from simstream.consumers.stats import WorkerStats
+from simstream.core.applied_offsets import AppliedOffsets, Partition
 from simstream.core.batcher import BatchLimits, MicroBatcher
 from simstream.core.encoder import Encoder
 from simstream.core.errors import (
@@ -65,6 +67,11 @@ class Pending:
 
     message: Message
     outcome: Inbound | DecodeFailure
+    poll: int = 0  # the consume call that read it (see RedisPosition.read_before_rewind)
+
+    @property
+    def partition(self) -> Partition:
+        return (self.message.topic() or "", self.message.partition() or 0)
 
 
 def where(message: Message) -> str:
@@ -95,8 +102,10 @@ class Worker:
         stats: WorkerStats | None = None,
         metrics: WorkerMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        position: RedisPosition | None = None,
     ) -> None:
         self._settings = settings
+        self._position = position
         self._pipeline = pipeline
         self._sink = sink
         self._consumer = consumer or Consumer(consumer_config(settings))
@@ -107,6 +116,8 @@ class Worker:
         self._stopping = False
         self._backing_off = False  # partitions are paused while a failed batch waits for its retry
         self._ready: list[list[Pending]] = []  # full batches waiting to be processed by the main loop
+        self._polls = 0
+        self._next_position_check = 0.0
 
     def stop(self, *_: object) -> None:
         self._stopping = True
@@ -135,6 +146,8 @@ class Worker:
         wait = self._batcher.time_until_due()
         timeout = 0.5 if wait is None else max(0.0, min(wait, 0.5))
         messages = self._consumer.consume(num_messages=self._settings.poll_max_records, timeout=timeout)
+        self._polls += 1
+        self._check_position_now()
         self._lag.maybe_sample(self._consumer)
         self._sink.serve()
         ready, self._ready = self._ready, []
@@ -155,6 +168,19 @@ class Worker:
         for batch in ready:
             self._process(batch)
 
+    def _check_position_now(self) -> None:
+        # Batches check their own partitions; this catches a Redis that lost writes of partitions
+        # that have no new records (an idle stream after a Redis restart).
+        if self._position is None or time.monotonic() < self._next_position_check:
+            return
+        self._next_position_check = time.monotonic() + self._settings.redis_position_check_s
+        self._position.polls = self._polls
+        owned = [(tp.topic, tp.partition) for tp in self._consumer.assignment()]
+        try:
+            self._position.rewind_if_behind(self._consumer, owned)
+        except StoreUnavailableError as exc:
+            log.warning("cannot compare the input position with Redis now: %s", exc)
+
     def _decode(self, message: Message) -> Pending:
         self.stats.records_in += 1
         self.metrics.count_record_in()
@@ -169,11 +195,11 @@ class Worker:
             return self._failed(message, DecodeFailure("processing_error", failure_detail(exc)))
         if inbound.text is not None and not inbound.text.strip():
             return self._failed(message, DecodeFailure("empty_text", "the product's text is empty once cleaned"))
-        return Pending(message, inbound)
+        return Pending(message, inbound, self._polls)
 
     def _failed(self, message: Message, failure: DecodeFailure) -> Pending:
         log.warning("%s dead letter: %s: %s", where(message), failure.reason, failure.detail)
-        return Pending(message, failure)
+        return Pending(message, failure, self._polls)
 
     def _process(self, batch: list[Pending]) -> None:
         attempt = 0
@@ -219,7 +245,8 @@ class Worker:
             (pending,) = batch
             self.stats.processing_errors += 1
             log.error("%s fails on its own, dead letter: %s", where(pending.message), failure_detail(exc))
-            self._process([Pending(pending.message, DecodeFailure("processing_error", failure_detail(exc)))])
+            failure = DecodeFailure("processing_error", failure_detail(exc))
+            self._process([Pending(pending.message, failure, pending.poll)])
             return
         log.warning("batch of %d failed (%s): splitting it to find the record(s) that cause it", len(batch), exc)
         ordered = sorted(
@@ -251,7 +278,19 @@ class Worker:
                     TopicPartition(message.topic() or "", message.partition() or 0, message.offset() or 0)
                 )
 
+    def _in_step_with_redis(self, batch: list[Pending]) -> list[Pending]:
+        """The batch without the records of partitions that were sought back to where Redis is."""
+        position = self._position
+        if position is None:
+            return batch
+        position.polls = self._polls
+        position.rewind_if_behind(self._consumer, (p.partition for p in batch))
+        return [p for p in batch if not position.read_before_rewind(p.partition, p.poll)]
+
     def _process_once(self, batch: list[Pending]) -> None:
+        batch = self._in_step_with_redis(batch)
+        if not batch:
+            return
         self._sink.begin()
         inbound = [p.outcome for p in batch if not isinstance(p.outcome, DecodeFailure)]
         started = time.perf_counter()
@@ -272,10 +311,15 @@ class Worker:
         # Redis time: the pipeline outside the encoder, plus making the delivered lists current.
         encode_seconds = result.encode_seconds if result is not None else 0.0
         redis_seconds = processed - started - encode_seconds + time.perf_counter() - flushed
+        offsets = next_offsets(batch)
+        if self._position is not None:
+            self._position.applied(offsets)
         if self._sink.transactional:
-            self._sink.commit(next_offsets(batch), self._consumer.consumer_group_metadata())
+            self._sink.commit(offsets, self._consumer.consumer_group_metadata())
         else:
-            self._consumer.commit(offsets=next_offsets(batch), asynchronous=False)
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        if self._position is not None:
+            self._position.committed(offsets)
         self._account(batch, result, time.perf_counter() - started)
         self._observe(batch, result, redis_seconds, delivered_at)
 
@@ -330,6 +374,8 @@ class Worker:
             consumer.pause(partitions)
         else:
             consumer.resume(partitions)
+        if self._position is not None:
+            self._position.assigned(consumer, partitions)
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -343,6 +389,8 @@ class Worker:
             tokens = pending.outcome.tokens if isinstance(pending.outcome, Inbound) else 0
             self._ready.extend(self._batcher.add(pending, tokens))
         self.metrics.forget_partitions(tp.partition for tp in partitions)
+        if self._position is not None:
+            self._position.revoked(partitions)
         if partitions:
             log.info("revoked %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
 
@@ -393,7 +441,8 @@ def build_worker(
         text_template=settings.text_template,
         refresh=refresh,
     )
-    return Worker(settings, pipeline, KafkaSink(settings), stats=stats, metrics=metrics)
+    position = RedisPosition(AppliedOffsets(client, store.keys, settings.group_id))
+    return Worker(settings, pipeline, KafkaSink(settings), stats=stats, metrics=metrics, position=position)
 
 
 def run_worker(settings: Settings) -> int:

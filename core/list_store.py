@@ -23,6 +23,7 @@ from simstream.core.redis_client import make_redis_client, redis_errors
 from simstream.core.redis_keys import RedisKeys
 from simstream.core.redis_replies import text
 from simstream.core.redis_scripts import (
+    ADVANCE_SEQUENCE,
     DELETE_LIST,
     PREPARE_EMIT,
     PREPARE_LIST,
@@ -137,6 +138,7 @@ class ListStore:
         self._prepare_script = client.register_script(PREPARE_LIST)
         self._write_script = client.register_script(WRITE_LIST)
         self._delete_script = client.register_script(DELETE_LIST)
+        self._sequence_script = client.register_script(ADVANCE_SEQUENCE)
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> ListStore:
@@ -231,7 +233,7 @@ class ListStore:
         if not lists:
             return {}
         with redis_errors("advance the catalog sequence"):
-            stamp = int(self._client.incr(self.keys.catalog_sequence))
+            stamp = int(self._sequence_script(keys=[self.keys.catalog_sequence]))
         proposals = {pid: ListProposal(ListWrite(*spec), stamp, forced=True) for pid, spec in lists.items()}
         prepared = self.prepare(proposals, check_members=False)
         self.commit(prepared.ready.values())

@@ -38,9 +38,15 @@ class RedisKeys:
 
     @property
     def catalog_sequence(self) -> str:
-        """STRING counter: incremented by every applied product write or delete. A list computed after
-        reading it reflects every write up to that number: the number is the list's ``list_version``."""
+        """STRING clock: advanced by every applied product write or delete (max of +1 and the server's
+        microseconds). A list computed after reading it reflects every write up to that number: the
+        number is the list's ``list_version``."""
         return f"{self.prefix}catalog:seq"
+
+    def applied_offsets(self, group_id: str) -> str:
+        """HASH ``topic:partition`` -> the next input offset whose effects Redis does not hold yet, written
+        after a batch's writes; behind Kafka's committed offset means Redis lost writes (replay)."""
+        return f"{self.prefix}offsets:{group_id}"
 
     @property
     def rev_prefix(self) -> str:

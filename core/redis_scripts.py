@@ -4,7 +4,7 @@ Version fencing rule: a write applies only when its version is strictly greater 
 ``ver:{id}`` (the highest version seen, deletes included). Older OR EQUAL versions change nothing, so a
 replayed record is a no-op. Versions are compared as Lua numbers (doubles): exact up to 2**53.
 
-List ordering rule (several workers refresh the same lists): every applied product write increments
+List ordering rule (several workers refresh the same lists): every applied product write advances
 ``catalog:seq``; a list is computed after reading it and carries that number as its ``list_version``,
 so a higher list_version always saw at least the writes a lower one saw. PREPARE_LIST admits a list
 for emission only when nothing at least as fresh is current or in flight, WRITE_LIST makes it current
@@ -16,6 +16,40 @@ from __future__ import annotations
 
 from typing import Final
 
+# The catalog sequence is a hybrid clock: each step is max(current + 1, the server's time in
+# microseconds). It still rises by at least one per write, and it also rises when Redis lost its last
+# writes (a crash with everysec fsync, a restore from an older snapshot): the lists a replay then
+# emits outrank the ones readers already saw. Microseconds stay below 2**53 (exact in Lua's doubles)
+# until the year 2255. Numbers are written with %.0f: Lua's own conversion would print 1.79e+15.
+_ADVANCE_SEQUENCE = """
+local function advance_sequence(key)
+  local now = redis.call('TIME')
+  local micros = tonumber(now[1]) * 1000000 + tonumber(now[2])
+  local value = tonumber(redis.call('GET', key) or '0') + 1
+  if micros > value then
+    value = micros
+  end
+  local text = string.format('%.0f', value)
+  redis.call('SET', key, text)
+  return text
+end
+"""
+
+# KEYS[1] catalog sequence: one step of the clock for stamps that are not a product write (tools).
+ADVANCE_SEQUENCE: Final = _ADVANCE_SEQUENCE + "return advance_sequence(KEYS[1])\n"
+
+# KEYS[1] the applied-offsets hash; ARGV pairs of field ("topic:partition") and next offset. An offset
+# only moves forward: a zombie worker finishing late cannot move it back.
+ADVANCE_OFFSETS: Final = """
+for i = 1, #ARGV, 2 do
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  if not current or tonumber(current) < tonumber(ARGV[i + 1]) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 1
+"""
+
 # Return codes of UPSERT_PRODUCT.
 UPSERT_STALE: Final = 0
 UPSERT_APPLIED: Final = 1
@@ -26,7 +60,9 @@ UPSERT_NEEDS_EMBEDDING: Final = -1
 # field pairs carry a price ("" otherwise), ARGV[6..] field/value pairs to HSET.
 # "meta" keeps the stored embedding: only allowed when the stored content hash and model are the ones
 # given and an embedding exists; otherwise it answers -1 so the caller embeds and writes in full.
-UPSERT_PRODUCT: Final = """
+UPSERT_PRODUCT: Final = (
+    _ADVANCE_SEQUENCE
+    + """
 local version = tonumber(ARGV[1])
 local fence = redis.call('GET', KEYS[2])
 if fence and version <= tonumber(fence) then
@@ -43,13 +79,16 @@ if ARGV[5] == '' then
   redis.call('HDEL', KEYS[1], 'price')
 end
 redis.call('SET', KEYS[2], ARGV[1])
-redis.call('INCR', KEYS[3])
+advance_sequence(KEYS[3])
 return 1
 """
+)
 
 # KEYS[1] product hash, KEYS[2] version fence, KEYS[3] catalog sequence. ARGV[1] version.
 # The fence keeps the delete's version, so a replayed older create cannot resurrect the product.
-DELETE_PRODUCT: Final = """
+DELETE_PRODUCT: Final = (
+    _ADVANCE_SEQUENCE
+    + """
 local version = tonumber(ARGV[1])
 local fence = redis.call('GET', KEYS[2])
 if fence and version <= tonumber(fence) then
@@ -57,9 +96,10 @@ if fence and version <= tonumber(fence) then
 end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[1])
-redis.call('INCR', KEYS[3])
+advance_sequence(KEYS[3])
 return 1
 """
+)
 
 # The products the rev: sets hold for a list: the pool it was ranked from (a JSON array in
 # listmeta:{id} field 'pool'), or for a list written before pools were kept, its items.
@@ -212,7 +252,7 @@ for member, _ in pairs(old) do
   redis.call('SREM', ARGV[1] .. member, ARGV[2])
 end
 redis.call('HDEL', KEYS[2], 'pool')
-redis.call('HSET', KEYS[2], 'fence', tonumber(redis.call('GET', KEYS[3]) or '0'))
+redis.call('HSET', KEYS[2], 'fence', redis.call('GET', KEYS[3]) or '0')
 return redis.call('DEL', KEYS[1])
 """
 )

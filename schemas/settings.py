@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     metrics_port: int | None = None  # /metrics and /healthz; None: no server, 0: any free port
     metrics_host: str = "0.0.0.0"  # all interfaces: the scraper lives in another pod or container
     metrics_lag_interval_s: float = Field(default=5.0, gt=0)  # consumer-lag gauge refresh period
+    # How often the worker compares the input offsets Redis holds with those it committed, for
+    # partitions without new records (each batch checks its own): a Redis that lost writes is replayed.
+    redis_position_check_s: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
 
     # --- Local stack (``simstream dev``) -----------------------------------------------------

@@ -53,6 +53,7 @@ def bare_worker(consumer: FakeConsumer) -> Worker:
     worker = Worker.__new__(Worker)  # only the partition bookkeeping is exercised
     worker._consumer = consumer  # type: ignore[assignment]
     worker._backing_off = False
+    worker._position = None
     return worker
 
 

@@ -1,0 +1,53 @@
+"""Where Redis really is in the input topic: the next offset per partition whose effects it holds.
+
+Kafka's committed offsets say what the group finished; they cannot tell that Redis lost acknowledged
+writes afterwards (a crash with ``appendfsync everysec``, a restore from an older snapshot, a failover to
+a lagging replica). So each batch writes its next offsets to Redis after its own writes. Redis applies
+commands in one order and persists and replicates them in that order, so whatever state it comes back
+with, an offset found there is never ahead of the writes it stands for. The worker compares it with what
+it committed and replays the difference (consumers/worker.py); replays are harmless because every write
+is version-fenced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import redis
+
+from simstream.core.redis_client import redis_errors
+from simstream.core.redis_keys import RedisKeys
+from simstream.core.redis_scripts import ADVANCE_OFFSETS
+
+Partition = tuple[str, int]  # (topic, partition)
+
+
+def _field(partition: Partition) -> str:
+    topic, number = partition
+    return f"{topic}:{number}"
+
+
+class AppliedOffsets:
+    def __init__(self, client: redis.Redis, keys: RedisKeys, group_id: str) -> None:
+        self._client = client
+        self._key = keys.applied_offsets(group_id)
+        self._advance = client.register_script(ADVANCE_OFFSETS)
+
+    def read(self, partitions: Iterable[Partition]) -> dict[Partition, int | None]:
+        """The next offset Redis holds the effects of, per partition (None: nothing recorded)."""
+        wanted = list(dict.fromkeys(partitions))
+        if not wanted:
+            return {}
+        with redis_errors(f"read the applied offsets of {len(wanted)} partition(s)"):
+            values = self._client.hmget(self._key, [_field(p) for p in wanted])
+        return {p: None if v is None else int(v) for p, v in zip(wanted, values, strict=True)}
+
+    def advance(self, offsets: Mapping[Partition, int]) -> None:
+        """Record that Redis holds the effects of every record before these offsets (never moves back)."""
+        if not offsets:
+            return
+        args: list[str | int] = []
+        for partition, offset in offsets.items():
+            args += [_field(partition), offset]
+        with redis_errors(f"record the applied offsets of {len(offsets)} partition(s)"):
+            self._advance(keys=[self._key], args=args)
