@@ -117,7 +117,8 @@ def store_error(exc: redis.exceptions.RedisError, action: str) -> StoreError | S
     """StoreUnavailableError when retrying may help; StoreAuthError for refused credentials; else StoreError."""
     if isinstance(exc, AUTH_REDIS_ERRORS):
         return StoreAuthError(f"Redis rejected the credentials while trying to {action} ({exc}); {CREDENTIALS_HINT}")
-    if isinstance(exc, redis.exceptions.NoPermissionError):
+    # A script's command refused by ACL comes back as a plain error reply naming the ACL.
+    if isinstance(exc, redis.exceptions.NoPermissionError) or "ACL failure" in str(exc):
         return StoreAuthError(f"the Redis user lacks an ACL permission needed to {action}: {exc}")
     if is_transient(exc):
         return StoreUnavailableError(f"Redis unavailable while trying to {action}: {exc}")

@@ -274,6 +274,14 @@ def test_refused_credentials_are_fatal_and_say_so() -> None:
 
 def test_missing_acl_permission_is_an_auth_error_and_other_errors_keep_their_class() -> None:
     assert isinstance(store_error(redis.exceptions.NoPermissionError("NOPERM no"), "write"), StoreAuthError)
+    # A command inside a script refused by ACL: fatal for the worker, never one record's fault.
+    in_script = redis.exceptions.ResponseError("ACL failure in script: User w has no permissions to run the 'time'")
+    assert isinstance(store_error(in_script, "write"), StoreAuthError)
+    # Server states that pass (out of memory, a failed background save) are retried, not dead-lettered.
+    assert isinstance(
+        store_error(redis.exceptions.ResponseError("OOM command not allowed"), "w"), StoreUnavailableError
+    )
+    assert isinstance(store_error(redis.exceptions.ResponseError("MISCONF Errors writing"), "w"), StoreUnavailableError)
     assert isinstance(store_error(redis.exceptions.ConnectionError("refused"), "write"), StoreUnavailableError)
     other = store_error(redis.exceptions.ResponseError("WRONGTYPE"), "write")
     assert isinstance(other, StoreError) and not isinstance(other, StoreAuthError)
