@@ -30,7 +30,7 @@ from support.streaming import (
 )
 
 from simstream.core.encoder import Encoder, TransformerEncoder
-from simstream.core.errors import StoreError
+from simstream.core.namespace import clear_redis_namespace
 from simstream.core.redis_client import make_redis_client
 from simstream.core.vector_store import RedisVectorStore
 from simstream.schemas.settings import Settings
@@ -65,11 +65,7 @@ def private_world(kafka_bootstrap: str, redis_url: str, name: str) -> Iterator[S
     try:
         yield configured
     finally:
-        client = make_redis_client(configured)
-        with contextlib.suppress(StoreError):
-            RedisVectorStore.from_settings(configured, client).drop_index(delete_documents=True)
-        for key in client.scan_iter(match=f"{configured.redis_prefix}*", count=1000):
-            client.delete(key)
+        clear_redis_namespace(configured)
 
 
 def drained(settings: Settings) -> bool:

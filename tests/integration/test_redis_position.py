@@ -8,7 +8,6 @@ or a crash that lost the last writes leaves behind, while the worker keeps runni
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 
 import pytest
@@ -16,8 +15,8 @@ from support.streaming import RunningWorker, create_stream_topics, event, group_
 
 from simstream.core.audit import Thresholds, threshold_failures
 from simstream.core.encoder import TransformerEncoder
-from simstream.core.errors import StoreError
 from simstream.core.list_store import ListStore
+from simstream.core.namespace import clear_redis_namespace
 from simstream.core.redis_client import make_redis_client
 from simstream.core.vector_store import RedisVectorStore
 from simstream.schemas.settings import Settings
@@ -42,11 +41,7 @@ def settings(kafka_bootstrap: str, redis_url: str, unique_name: str) -> Iterator
     configured = stream_settings(kafka_bootstrap, redis_url, unique_name, redis_position_check_s=0.5)
     create_stream_topics(configured, partitions=2)
     yield configured
-    client = make_redis_client(configured)
-    with contextlib.suppress(StoreError):
-        RedisVectorStore.from_settings(configured, client).drop_index(delete_documents=True)
-    for key in client.scan_iter(match=f"{configured.redis_prefix}*", count=1000):
-        client.delete(key)
+    clear_redis_namespace(configured)
 
 
 def product(i: int, version: int) -> dict[str, object]:
