@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from simstream.core.applied_offsets import AppliedOffsets, Partition
 
@@ -31,7 +31,13 @@ class RedisPosition:
         self.rewinds = 0
 
     def assigned(self, consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
-        for tp in consumer.committed(list(partitions), timeout=COMMITTED_TIMEOUT_S):
+        try:
+            committed = consumer.committed(list(partitions), timeout=COMMITTED_TIMEOUT_S)
+        except KafkaException as exc:
+            # Not fatal: these partitions are compared with Redis from their first commit on.
+            log.warning("cannot read the committed offsets of the assigned partitions: %s", exc)
+            return
+        for tp in committed:
             if tp.offset >= 0:
                 self._committed[(tp.topic, tp.partition)] = tp.offset
 

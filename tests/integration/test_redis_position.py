@@ -13,11 +13,13 @@ from collections.abc import Iterator
 import pytest
 from support.streaming import RunningWorker, create_stream_topics, event, group_lag, publish, stream_settings, wait_for
 
+from simstream.core.applied_offsets import AppliedOffsets
 from simstream.core.audit import Thresholds, threshold_failures
 from simstream.core.encoder import TransformerEncoder
 from simstream.core.list_store import ListStore
 from simstream.core.namespace import clear_redis_namespace
 from simstream.core.redis_client import make_redis_client
+from simstream.core.redis_keys import RedisKeys
 from simstream.core.vector_store import RedisVectorStore
 from simstream.schemas.settings import Settings
 from simstream.verify import run_verify
@@ -92,3 +94,19 @@ def test_a_redis_that_lost_acknowledged_writes_is_replayed_from_where_it_is(
     assert all(stored.list_version > stamp_committed for pid, stored in current.items() if pid in ids[:12])
     report = run_verify(settings)
     assert threshold_failures(report, Thresholds()) == []
+
+
+def test_the_recorded_offsets_never_move_back(redis_url: str, unique_name: str) -> None:
+    """A zombie worker that finishes a batch after the partition's new owner went further cannot make
+    Redis claim less than it holds (which would replay for nothing) or, worse, more."""
+    settings = Settings(redis_url=redis_url, redis_prefix=f"{unique_name}:")
+    client = make_redis_client(settings)
+    ledger = AppliedOffsets(client, RedisKeys(settings.redis_prefix), "group")
+    ledger.advance({("products", 0): 10, ("products", 1): 5})
+    ledger.advance({("products", 0): 7, ("products", 1): 9})
+    assert ledger.read([("products", 0), ("products", 1), ("products", 2)]) == {
+        ("products", 0): 10,
+        ("products", 1): 9,
+        ("products", 2): None,
+    }
+    client.delete(RedisKeys(settings.redis_prefix).applied_offsets("group"))
