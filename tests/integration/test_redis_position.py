@@ -14,11 +14,13 @@ from collections.abc import Iterator
 import pytest
 from support.streaming import RunningWorker, create_stream_topics, event, group_lag, publish, stream_settings, wait_for
 
+from simstream.core.applied_offsets import AppliedOffsets
 from simstream.core.audit import Thresholds, threshold_failures
 from simstream.core.encoder import TransformerEncoder
 from simstream.core.errors import StoreError
 from simstream.core.list_store import ListStore
 from simstream.core.redis_client import make_redis_client
+from simstream.core.redis_keys import RedisKeys
 from simstream.core.vector_store import RedisVectorStore
 from simstream.schemas.settings import Settings
 from simstream.verify import run_verify
@@ -97,3 +99,19 @@ def test_a_redis_that_lost_acknowledged_writes_is_replayed_from_where_it_is(
     assert all(stored.list_version > stamp_committed for pid, stored in current.items() if pid in ids[:12])
     report = run_verify(settings)
     assert threshold_failures(report, Thresholds()) == []
+
+
+def test_offsets_are_recorded_only_by_the_redis_process_the_batch_started_on(redis_url: str, unique_name: str) -> None:
+    # A Redis that restarted mid-batch (redis-py retries on the new process) may have lost the writes
+    # of earlier batches: taking this batch's offsets would hide that loss from every later check.
+    configured = Settings(redis_url=redis_url, redis_prefix=f"{unique_name}:")
+    client = make_redis_client(configured)
+    applied = AppliedOffsets(client, RedisKeys(configured.redis_prefix), "group")
+    partition = ("products", 0)
+    try:
+        assert not applied.advance({partition: 7}, "0" * 40)  # another process's batch
+        assert applied.read([partition]) == {partition: None}
+        assert applied.advance({partition: 7}, applied.incarnation())
+        assert applied.read([partition]) == {partition: 7}
+    finally:
+        client.delete(RedisKeys(configured.redis_prefix).applied_offsets("group"))
