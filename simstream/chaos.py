@@ -4,9 +4,15 @@ Each scenario streams real Abt-Buy products (the first N, ids ``abt-``/``buy-``;
 updates a tenth of them to version 2) through ``python -m simstream run`` subprocesses while it
 SIGKILLs workers (kill), stops Redis for a while (redis), restarts the Kafka broker (broker), SIGKILLs
 one node of a three-node Kafka cluster and starts it again (broker3), grows the group from 1 to 3
-workers and back (scale), interleaves fuzzed bad records (fuzz), or restarts a Redis that has the ACL
-user on, as whom the worker logs in (acl-restart); ``steady`` is the same stream without faults, the
-throughput baseline. Afterwards it counts what a reader sees:
+workers and back (scale), interleaves fuzzed bad records (fuzz), restarts a Redis that has the ACL
+user on, as whom the worker logs in (acl-restart), or makes Redis lose acknowledged writes that the
+worker already committed to Kafka: SIGKILLs of Redis (AOF, ``appendfsync everysec``), each followed by
+cutting the AOF back to where it ended before the slice in flight, as an OS crash drops what was not
+fsynced yet (redis-kill; a SIGKILL alone loses nothing, the kernel keeps what Redis wrote), or a
+restart on an RDB snapshot taken mid-stream, after more creates, updates and deletes (redis-restore).
+Those two count, per fault, the input records whose effects Redis lost (``redis_lost_records``, from
+the applied offsets the worker keeps in Redis), which the worker must notice and replay. ``steady`` is
+the same stream without faults, the throughput baseline. Afterwards it counts what a reader sees:
 
 - ``lost``: published products not stored at their latest version, or without a current list in
   Redis, or whose last committed output record is missing or older;
@@ -178,6 +184,7 @@ class ChaosStack:
             dev_kafka_peer_controller_ports=peers[kafka_nodes - 1 :],
             dev_redis_port=redis_port,
             dev_redis_aof=True,  # Redis data must survive the redis scenario's restart
+            dev_redis_appendfsync="everysec",  # redis-kill: the policy whose loss window it plays out
             dev_stop_timeout_s=30.0,
         )
         self.root = root
