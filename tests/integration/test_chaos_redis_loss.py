@@ -25,6 +25,8 @@ def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStack]:
     ("scenario", "mode", "options"),
     [
         ("redis-kill", "eos", ChaosOptions(products=200, redis_kills=2, timeout_s=300)),
+        ("redis-kill", "alo", ChaosOptions(products=150, redis_kills=2, timeout_s=300)),
+        ("redis-restore", "eos", ChaosOptions(products=150, timeout_s=300)),
         ("redis-restore", "alo", ChaosOptions(products=150, timeout_s=300)),
     ],
 )
