@@ -29,6 +29,7 @@ class RedisPosition:
         self._rewound_at: dict[Partition, int] = {}  # the poll during which a partition was sought back
         self.polls = 0  # consume calls so far: a record remembers the one that read it
         self.rewinds = 0
+        self._incarnation = ""  # the Redis process the last check ran on; offsets are recorded only there
 
     def assigned(self, consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
         try:
@@ -48,6 +49,8 @@ class RedisPosition:
 
     def rewind_if_behind(self, consumer: Consumer, partitions: Iterable[Partition]) -> None:
         """Seek back every partition whose effects Redis no longer holds up to what was committed."""
+        # Before the offsets: a restart in between makes the batch's advance refused, never trusted.
+        self._incarnation = self._applied.incarnation()
         known = {p: self._committed[p] for p in set(partitions) if p in self._committed}
         if not known:
             return
@@ -79,7 +82,9 @@ class RedisPosition:
 
     def applied(self, offsets: Sequence[TopicPartition]) -> None:
         """The batch's writes are in Redis: record its next offsets there (before committing to Kafka)."""
-        self._applied.advance({(tp.topic, tp.partition): tp.offset for tp in offsets})
+        if not self._applied.advance({(tp.topic, tp.partition): tp.offset for tp in offsets}, self._incarnation):
+            # Its earlier writes may be gone with the old process: the next check finds out and replays.
+            log.warning("Redis restarted during the batch: its input offsets are not recorded in Redis")
 
     def committed(self, offsets: Sequence[TopicPartition]) -> None:
         for tp in offsets:

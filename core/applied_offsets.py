@@ -7,6 +7,10 @@ commands in one order and persists and replicates them in that order, so whateve
 with, an offset found there is never ahead of the writes it stands for. The worker compares it with what
 it committed and replays the difference (consumers/worker.py); replays are harmless because every write
 is version-fenced.
+
+One gap remains: a Redis that restarts during a batch (redis-py retries the commands on the new
+process) could take the batch's offsets although it lost earlier writes. So a batch notes the Redis
+process (``run_id``) before its check and its offsets are recorded only by that same process.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ class AppliedOffsets:
         self._key = keys.applied_offsets(group_id)
         self._advance = client.register_script(ADVANCE_OFFSETS)
 
+    def incarnation(self) -> str:
+        """The running Redis process (``run_id``): a new one after every restart."""
+        with redis_errors("read the Redis run_id"):
+            return str(self._client.info("server")["run_id"])
+
     def read(self, partitions: Iterable[Partition]) -> dict[Partition, int | None]:
         """The next offset Redis holds the effects of, per partition (None: nothing recorded)."""
         wanted = list(dict.fromkeys(partitions))
@@ -42,12 +51,13 @@ class AppliedOffsets:
             values = self._client.hmget(self._key, [_field(p) for p in wanted])
         return {p: None if v is None else int(v) for p, v in zip(wanted, values, strict=True)}
 
-    def advance(self, offsets: Mapping[Partition, int]) -> None:
-        """Record that Redis holds the effects of every record before these offsets (never moves back)."""
+    def advance(self, offsets: Mapping[Partition, int], incarnation: str) -> bool:
+        """Record that Redis holds the effects of every record before these offsets (never moves back);
+        False, recording nothing, when the Redis process is no longer ``incarnation``."""
         if not offsets:
-            return
-        args: list[str | int] = []
+            return True
+        args: list[str | int] = [incarnation]
         for partition, offset in offsets.items():
             args += [_field(partition), offset]
         with redis_errors(f"record the applied offsets of {len(offsets)} partition(s)"):
-            self._advance(keys=[self._key], args=args)
+            return bool(self._advance(keys=[self._key], args=args))

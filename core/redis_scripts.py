@@ -38,10 +38,14 @@ end
 # KEYS[1] catalog sequence: one step of the clock for stamps that are not a product write (tools).
 ADVANCE_SEQUENCE: Final = _ADVANCE_SEQUENCE + "return advance_sequence(KEYS[1])\n"
 
-# KEYS[1] the applied-offsets hash; ARGV pairs of field ("topic:partition") and next offset. An offset
-# only moves forward: a zombie worker finishing late cannot move it back.
+# KEYS[1] the applied-offsets hash; ARGV[1] the run_id of the Redis process the batch started on (another
+# process records nothing: 0), then pairs of field ("topic:partition") and next offset. An offset only
+# moves forward: a zombie worker finishing late cannot move it back.
 ADVANCE_OFFSETS: Final = """
-for i = 1, #ARGV, 2 do
+if string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') ~= ARGV[1] then
+  return 0
+end
+for i = 2, #ARGV, 2 do
   local current = redis.call('HGET', KEYS[1], ARGV[i])
   if not current or tonumber(current) < tonumber(ARGV[i + 1]) then
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])

@@ -255,8 +255,7 @@ def format_storage_once(layout: StackLayout, node: KafkaNode, libs: Path) -> Non
         "format",
         *([] if is_cluster(layout) else ["--standalone"]),
         "-g",
-        "-t",
-        cluster_id(layout),
+        f"--cluster-id={cluster_id(layout)}",  # one argument: an id may start with "-" (urlsafe base64)
         "-c",
         str(node.config),
     ]

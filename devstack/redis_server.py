@@ -125,6 +125,7 @@ def server_command(
     aof: bool,
     workers: int,
     acl_file: Path | None = None,
+    appendfsync: str = "everysec",
 ) -> list[str]:
     search = ["--loadmodule", str(binaries.search_module)]
     if workers > 0:
@@ -145,6 +146,8 @@ def server_command(
         "",
         "--appendonly",
         "yes" if aof else "no",
+        "--appendfsync",
+        appendfsync,
         "--daemonize",
         "no",
         *acl,

@@ -278,6 +278,7 @@ def _prepare_redis(settings: Settings, layout: StackLayout, progress: Progress) 
         layout,
         port=settings.dev_redis_port,
         aof=settings.dev_redis_aof,
+        appendfsync=settings.dev_redis_appendfsync,
         workers=settings.dev_redis_search_workers,
         acl_file=redis_server.write_acl_file(layout, user) if user is not None else None,
     )

@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     dev_kafka_peer_controller_ports: list[int] = Field(default_factory=list)
     dev_redis_port: int = 6379
     dev_redis_aof: bool = True
+    # When the AOF reaches the disk: everysec (Redis's default) can lose the last second of acknowledged
+    # writes in an OS crash; the worker replays them (consumers/redis_position.py).
+    dev_redis_appendfsync: Literal["always", "everysec", "no"] = "everysec"
     dev_kafka_version: str = "4.1.1"
     dev_start_timeout_s: float = 120.0
     # None: ~/.cache/simstream/kafka-<version> ($XDG_CACHE_HOME honoured), outside the repo so CI reuses it.

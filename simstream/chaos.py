@@ -4,9 +4,15 @@ Each scenario streams real Abt-Buy products (the first N, ids ``abt-``/``buy-``;
 updates a tenth of them to version 2) through ``python -m simstream run`` subprocesses while it
 SIGKILLs workers (kill), stops Redis for a while (redis), restarts the Kafka broker (broker), SIGKILLs
 one node of a three-node Kafka cluster and starts it again (broker3), grows the group from 1 to 3
-workers and back (scale), interleaves fuzzed bad records (fuzz), or restarts a Redis that has the ACL
-user on, as whom the worker logs in (acl-restart); ``steady`` is the same stream without faults, the
-throughput baseline. Afterwards it counts what a reader sees:
+workers and back (scale), interleaves fuzzed bad records (fuzz), restarts a Redis that has the ACL
+user on, as whom the worker logs in (acl-restart), or makes Redis lose acknowledged writes that the
+worker already committed to Kafka: SIGKILLs of Redis (AOF, ``appendfsync everysec``), each followed by
+cutting the AOF back to where it ended before the slice in flight, as an OS crash drops what was not
+fsynced yet (redis-kill; a SIGKILL alone loses nothing, the kernel keeps what Redis wrote), or a
+restart on an RDB snapshot taken mid-stream, after more creates, updates and deletes (redis-restore).
+Those two count, per fault, the input records whose effects Redis lost (``redis_lost_records``, from
+the applied offsets the worker keeps in Redis), which the worker must notice and replay. ``steady`` is
+the same stream without faults, the throughput baseline. Afterwards it counts what a reader sees:
 
 - ``lost``: published products not stored at their latest version, or without a current list in
   Redis, or whose last committed output record is missing or older;
@@ -28,6 +34,7 @@ import argparse
 import os
 import random
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,6 +50,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
+import redis
 from confluent_kafka import Producer
 from pydantic import SecretStr
 
@@ -52,6 +60,7 @@ from simstream.core.errors import SimstreamError
 from simstream.core.list_store import ListStore
 from simstream.core.namespace import namespace_fields
 from simstream.core.redis_client import make_redis_client
+from simstream.core.redis_keys import RedisKeys
 from simstream.core.vector_store import RedisVectorStore
 from simstream.devstack import stack
 from simstream.devstack.layout import StackLayout
@@ -67,13 +76,29 @@ from simstream.schemas.settings import Settings, kafka_client_config
 from simstream.schemas.similar_items import SimilarItems
 from simstream.topic_records import duplicated_lists, longest_gap_s, read_all
 
-Scenario = Literal["steady", "kill", "redis", "broker", "broker3", "scale", "fuzz", "acl-restart"]
+Scenario = Literal[
+    "steady", "kill", "redis", "broker", "broker3", "scale", "fuzz", "acl-restart", "redis-kill", "redis-restore"
+]
 Mode = Literal["eos", "alo"]
-SCENARIOS: tuple[Scenario, ...] = ("steady", "kill", "redis", "broker", "broker3", "scale", "fuzz", "acl-restart")
+SCENARIOS: tuple[Scenario, ...] = (
+    "steady",
+    "kill",
+    "redis",
+    "broker",
+    "broker3",
+    "scale",
+    "fuzz",
+    "acl-restart",
+    "redis-kill",
+    "redis-restore",
+)
 # Kafka nodes of the stack a scenario runs on (1 when not listed).
 KAFKA_NODES: dict[Scenario, int] = {"broker3": 3}
 ACL_SCENARIOS: frozenset[Scenario] = frozenset({"acl-restart"})  # run against the stack's ACL Redis
 ACL_USER = "simstream-chaos"
+# Redis's AOF folder and manifest under its data dir (appenddirname, appendfilename: the defaults).
+AOF_DIR = "appendonlydir"
+AOF_MANIFEST = "appendonly.aof.manifest"
 Progress = Callable[[str], None]
 SESSION_TIMEOUT_MS = 10_000
 Record = tuple[bytes | None, bytes | None]
@@ -107,6 +132,7 @@ class ChaosOptions:
     outage_s: float = 10.0
     bad_records: int = 1000
     update_fraction: float = 0.1  # products updated to version 2 in the last slice
+    redis_kills: int = 3  # redis-kill: SIGKILLs of Redis during the stream
     seed: int = 0
     timeout_s: float = 900.0  # bound of every wait for progress
 
@@ -128,6 +154,8 @@ class ScenarioResult:
     worker_restarts: int = 0
     worker_exit_codes: list[int] = field(default_factory=list)
     stall_s: float = 0.0  # longest time between consecutive committed output records
+    # redis-kill, redis-restore: input records whose acknowledged effects Redis lost, per crash or restore
+    redis_lost_records: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -156,6 +184,7 @@ class ChaosStack:
             dev_kafka_peer_controller_ports=peers[kafka_nodes - 1 :],
             dev_redis_port=redis_port,
             dev_redis_aof=True,  # Redis data must survive the redis scenario's restart
+            dev_redis_appendfsync="everysec",  # redis-kill: the policy whose loss window it plays out
             dev_stop_timeout_s=30.0,
         )
         self.root = root
@@ -217,9 +246,96 @@ class ChaosStack:
         with log.open(encoding="utf-8", errors="replace") as lines:
             return sum(1 for line in lines if needle in line)
 
+    # Redis losing acknowledged writes (redis-kill, redis-restore)
+    def redis_client(self) -> redis.Redis:
+        return make_redis_client(Settings(redis_url=self.endpoints()[1]))
+
+    def kill_redis(self) -> None:
+        (status,) = stack.status(self.settings, services=["redis"])
+        pid = status.pid
+        if pid is None:
+            raise ChaosError("redis is not running")
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not is_alive(pid), 30, "redis to die")
+
+    def aof_mark(self) -> AofMark:
+        """Where the AOF ends now. Automatic rewrites are turned off first, so Redis keeps appending to
+        the same file until it is killed (a rewrite would start a new one)."""
+        client = self.redis_client()
+        client.config_set("auto-aof-rewrite-percentage", 0)
+
+        def no_rewrite() -> bool:
+            info = client.info("persistence")
+            return not int(info["aof_rewrite_in_progress"]) and not int(info["aof_rewrite_scheduled"])
+
+        wait_until(no_rewrite, 120, "an AOF rewrite to end")
+        manifest = (self._aof_dir() / AOF_MANIFEST).read_text()
+        path = self._aof_dir() / incremental_aof(manifest)
+        return AofMark(manifest=manifest, path=path, length=path.stat().st_size)
+
+    def cut_aof(self, mark: AofMark) -> None:
+        """Of a killed Redis: drop what its AOF got after ``mark``, as an OS crash drops what was not
+        fsynced yet (up to about a second with everysec). A prefix of the log is an earlier state; a
+        command cut in two at the end is dropped on load (aof-load-truncated, the default)."""
+        if (self._aof_dir() / AOF_MANIFEST).read_text() != mark.manifest:
+            raise ChaosError("the AOF was rewritten after its mark: cannot cut it back")
+        os.truncate(mark.path, mark.length)
+
+    def snapshot_redis(self, destination: Path) -> None:
+        """BGSAVE (once a running AOF rewrite allows) and a copy of the RDB it wrote: Redis as of the fork."""
+        client = self.redis_client()
+        saves = int(client.info("persistence")["rdb_saves"])
+        client.bgsave(schedule=True)
+
+        def saved() -> bool:
+            info = client.info("persistence")
+            return int(info["rdb_saves"]) > saves and not int(info["rdb_bgsave_in_progress"])
+
+        wait_until(saved, 120, "BGSAVE to finish")
+        status = client.info("persistence")["rdb_last_bgsave_status"]
+        if status != "ok":
+            raise ChaosError(f"BGSAVE failed: {status}")
+        dbfilename = str(client.config_get("dbfilename")["dbfilename"])
+        shutil.copyfile(StackLayout.from_settings(self.settings).redis_data_dir / dbfilename, destination)
+
+    def restore_redis(self, snapshot: Path) -> None:
+        """Stop Redis and start it on an older RDB snapshot. With AOF on, Redis loads its AOF folder and
+        never dump.rdb, so the folder is replaced by one whose only file is the snapshot as its base."""
+        self.down(["redis"])
+        folder = self._aof_dir()
+        shutil.rmtree(folder)
+        folder.mkdir()
+        base = "appendonly.aof.1.base.rdb"
+        shutil.copyfile(snapshot, folder / base)
+        (folder / AOF_MANIFEST).write_text(f"file {base} seq 1 type b\n", encoding="ascii")
+        self.up(["redis"])
+
+    def _aof_dir(self) -> Path:
+        return StackLayout.from_settings(self.settings).redis_data_dir / AOF_DIR
+
     def close(self) -> None:
         self.down()
         self.acl_down()
+
+
+@dataclass(frozen=True, slots=True)
+class AofMark:
+    manifest: str  # the manifest then: a rewrite since changes it
+    path: Path  # the incremental file Redis appends to
+    length: int
+
+
+def incremental_aof(manifest: str) -> str:
+    """The name of the last incremental file in an AOF manifest (lines ``file NAME seq N type i ...``)."""
+    names = []
+    for line in manifest.splitlines():
+        words = line.split()
+        entry = dict(zip(words[::2], words[1::2], strict=False))
+        if entry.get("type") == "i" and "file" in entry:
+            names.append(entry["file"])
+    if not names:
+        raise ChaosError("the AOF manifest names no incremental file")
+    return names[-1]
 
 
 @contextmanager
@@ -422,6 +538,7 @@ class ScenarioRun:
         self._name = name
         self._started = 0.0
         self._spawned = 0
+        self.records_published = 0  # input records, bad ones included
         ensure_topics(self.settings)
 
     # workers
@@ -463,6 +580,7 @@ class ScenarioRun:
             records = [*records, *extra]
             self.random.shuffle(records)
         publish_records(self.settings, records)
+        self.records_published += len(records)
         for e in events:
             self.latest[e.product_id] = max(self.latest.get(e.product_id, 0), e.version)
 
@@ -490,6 +608,20 @@ class ScenarioRun:
     def catalog_sequence(self) -> int:
         """Product writes and deletes Redis has applied (``catalog:seq``)."""
         return RedisVectorStore.from_settings(self.settings).catalog_stamp()
+
+    def applied_records(self) -> int:
+        """Input records whose effects Redis holds: the worker's applied offsets, summed over partitions
+        (the input topic has no transaction markers, so offsets count records)."""
+        client = make_redis_client(self.settings)
+        key = RedisKeys(self.settings.redis_prefix).applied_offsets(self.settings.group_id)
+        return sum(int(value) for value in client.hvals(key))
+
+    def wait_applied(self, at_least: int) -> None:
+        def reached() -> bool:
+            self.require_alive()
+            return self.applied_records() >= at_least
+
+        wait_until(reached, self.options.timeout_s, f"{at_least} input records applied in Redis")
 
     def wait_stored(self, at_least: int) -> None:
         def reached() -> bool:
@@ -710,6 +842,65 @@ def run_acl_restart(run: ScenarioRun) -> None:
     run.wait_done()
 
 
+def run_redis_kill(run: ScenarioRun) -> None:
+    """SIGKILL Redis (AOF with appendfsync everysec) mid-stream, ``redis_kills`` times, each time as an
+    OS crash would leave it: the AOF cut back to where it ended before the slice in flight was published.
+    A SIGKILL alone loses nothing (the kernel keeps what Redis wrote), and everysec loses about a second
+    in an OS crash; the cut loses more, deterministically. The worker keeps running; it must notice that
+    Redis is behind what it committed and replay."""
+    fsync = run.chaos.redis_client().config_get("appendfsync")["appendfsync"]
+    if fsync != "everysec":
+        raise ChaosError(f"redis-kill needs appendfsync everysec, the stack's Redis has {fsync}")
+    run.start_worker()
+    parts = run.slices(run.options.redis_kills + 1)
+    for part in parts[:-1]:
+        mark = run.chaos.aof_mark()
+        marked = run.applied_records()
+        run.publish(part)
+        # A random moment inside this slice: somewhere between 10 % and 90 % of it applied (and committed).
+        run.wait_applied(marked + max(1, int(len(part) * run.random.uniform(0.1, 0.9))))
+        acknowledged = run.applied_records()
+        run.chaos.kill_redis()
+        run.chaos.cut_aof(mark)
+        run.chaos.up(["redis"])
+        record_loss(run, acknowledged, "SIGKILL")
+    run.publish(parts[-1])
+    run.wait_done()
+
+
+def run_redis_restore(run: ScenarioRun) -> None:
+    """Restore Redis from an RDB snapshot taken mid-stream, after more creates, updates and deletes were
+    applied and committed, while the stream goes on; the worker must notice and replay."""
+    run.start_worker()
+    first, second, third = run.slices(3)
+    run.publish(first)
+    run.wait_stored(max(1, len(first) // 2))
+    snapshot = run.chaos.root / f"{run.settings.group_id}.rdb"
+    run.chaos.snapshot_redis(snapshot)
+    # After the snapshot: more creates, and deletes of products that come back at version 3 (the audit
+    # wants every product stored), so the replay re-applies deletes and re-creates as well.
+    fields = dict(abt_buy_products(run.options.products))
+    churned = run.random.sample([e.product_id for e in first], max(1, len(first) // 10))
+    run.publish([*second, *[product_event(pid, 2, None) for pid in churned]])
+    run.wait_applied(run.records_published)
+    run.publish([*[product_event(pid, 3, fields[pid]) for pid in churned], *third])
+    run.wait_applied(run.applied_records() + 1)
+    acknowledged = run.applied_records()
+    run.chaos.restore_redis(snapshot)
+    record_loss(run, acknowledged, "restore")
+    run.wait_done()
+
+
+def record_loss(run: ScenarioRun, acknowledged: int, what: str) -> None:
+    """Count the input records whose acknowledged effects Redis no longer holds; none would mean the
+    fault proved nothing."""
+    held = run.applied_records()
+    if held >= acknowledged:
+        raise ChaosError(f"Redis lost nothing in the {what}: applied offsets {acknowledged} before, {held} after")
+    run.result.redis_lost_records.append(acknowledged - held)
+    run.chaos.progress(f"chaos: {what}: Redis lost the effects of {acknowledged - held} acknowledged input records")
+
+
 RUNNERS: dict[Scenario, Callable[[ScenarioRun], None]] = {
     "steady": run_steady,
     "kill": run_kill,
@@ -719,6 +910,8 @@ RUNNERS: dict[Scenario, Callable[[ScenarioRun], None]] = {
     "scale": run_scale,
     "fuzz": run_fuzz,
     "acl-restart": run_acl_restart,
+    "redis-kill": run_redis_kill,
+    "redis-restore": run_redis_restore,
 }
 
 

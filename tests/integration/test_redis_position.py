@@ -102,11 +102,28 @@ def test_the_recorded_offsets_never_move_back(redis_url: str, unique_name: str) 
     settings = Settings(redis_url=redis_url, redis_prefix=f"{unique_name}:")
     client = make_redis_client(settings)
     ledger = AppliedOffsets(client, RedisKeys(settings.redis_prefix), "group")
-    ledger.advance({("products", 0): 10, ("products", 1): 5})
-    ledger.advance({("products", 0): 7, ("products", 1): 9})
+    run_id = ledger.incarnation()
+    ledger.advance({("products", 0): 10, ("products", 1): 5}, run_id)
+    ledger.advance({("products", 0): 7, ("products", 1): 9}, run_id)
     assert ledger.read([("products", 0), ("products", 1), ("products", 2)]) == {
         ("products", 0): 10,
         ("products", 1): 9,
         ("products", 2): None,
     }
     client.delete(RedisKeys(settings.redis_prefix).applied_offsets("group"))
+
+
+def test_offsets_are_recorded_only_by_the_redis_process_the_batch_started_on(redis_url: str, unique_name: str) -> None:
+    # A Redis that restarted mid-batch (redis-py retries on the new process) may have lost the writes
+    # of earlier batches: taking this batch's offsets would hide that loss from every later check.
+    configured = Settings(redis_url=redis_url, redis_prefix=f"{unique_name}:")
+    client = make_redis_client(configured)
+    applied = AppliedOffsets(client, RedisKeys(configured.redis_prefix), "group")
+    partition = ("products", 0)
+    try:
+        assert not applied.advance({partition: 7}, "0" * 40)  # another process's batch
+        assert applied.read([partition]) == {partition: None}
+        assert applied.advance({partition: 7}, applied.incarnation())
+        assert applied.read([partition]) == {partition: 7}
+    finally:
+        client.delete(RedisKeys(configured.redis_prefix).applied_offsets("group"))

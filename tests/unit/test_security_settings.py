@@ -332,3 +332,12 @@ def test_broker_config_with_a_password_is_owner_only(tmp_path: Path) -> None:
     kafka.write_config(layout, layout.kafka_nodes[0], sasl=listener)
     assert stat.S_IMODE(layout.kafka_config.stat().st_mode) == 0o600
     assert "SASL_PLAINTEXT://127.0.0.1:3" in layout.kafka_config.read_text(encoding="utf-8")
+
+
+def test_server_command_sets_the_aof_fsync_policy(tmp_path: Path) -> None:
+    layout = StackLayout.from_settings(Settings(dev_state_dir=tmp_path))
+    binaries = redis_server.RedisBinaries(server=Path("rs"), search_module=Path("s.so"), json_module=Path("j.so"))
+    default = redis_server.server_command(binaries, layout, port=1, aof=True, workers=0)
+    assert default[default.index("--appendfsync") + 1] == "everysec"
+    always = redis_server.server_command(binaries, layout, port=1, aof=True, workers=0, appendfsync="always")
+    assert always[always.index("--appendfsync") + 1] == "always"
