@@ -42,6 +42,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0 (minutes, seconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
+    return value
+
+
 def price(text: str) -> float:
     """An argparse type: a finite amount of at least 0 (``nan`` or ``inf`` would match every product)."""
     try:
@@ -221,7 +232,19 @@ def _bench_more(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from simstream.demo import run_demo
 
-    return run_demo(settings)
+    return run_demo(settings, products=args.products)
+
+
+def cmd_redis_shell(args: argparse.Namespace, settings: Settings) -> int:
+    from simstream.redis_shell import run_redis_shell
+
+    return run_redis_shell(settings, args.words)
+
+
+def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
+    from simstream.soak import cmd_soak as run_soak_command
+
+    return run_soak_command(args, settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -305,7 +328,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_chaos_arguments(chaos)
     chaos.set_defaults(handler=cmd_chaos)
 
-    sub.add_parser("demo", help="the main job on the local stack (make demo)").set_defaults(handler=cmd_demo)
+    shell = sub.add_parser("redis-shell", help="a Redis prompt with the settings' URL, user, password and TLS")
+    shell.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND ...", help="run one command and exit")
+    shell.set_defaults(handler=cmd_redis_shell)
+
+    soak = sub.add_parser("soak", help="the worker process at half load for minutes: RSS growth, freshness")
+    soak.add_argument("--minutes", type=positive_float, default=30.0, help="minutes of paced load after warm-up")
+    soak.add_argument("--products", type=positive_int, default=2173, help="the first N Abt-Buy offers (max 2173)")
+    soak.add_argument("--warmup", type=positive_float, default=60.0, metavar="S", help="seconds before measuring")
+    soak.add_argument("--backlog", type=positive_int, default=300, help="updates drained to measure the rate")
+    soak.add_argument("--seed", type=int, default=0)
+    soak.add_argument("--json", action="store_true")
+    soak.set_defaults(handler=cmd_soak)
+
+    demo = sub.add_parser("demo", help="the main job on the local stack (make demo)")
+    demo.add_argument("--products", type=positive_int, default=None, help="the first N offers only (default: all)")
+    demo.set_defaults(handler=cmd_demo)
     return parser
 
 
