@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import redis
 
-from simstream.core.redis_client import command, make_redis_client
+from simstream.core.redis_client import command, make_redis_client, store_error
 from simstream.queries import printable
 from simstream.schemas.settings import Settings
 
@@ -60,10 +60,10 @@ def execute(client: redis.Redis, words: Sequence[str]) -> tuple[str, bool]:
     """The printed reply of one command, and whether it succeeded."""
     try:
         return format_reply(command(client, *words)), True
-    except redis.exceptions.ConnectionError as exc:
-        return f"(error) cannot reach Redis: {exc}", False
-    except redis.exceptions.RedisError as exc:
+    except redis.exceptions.ResponseError as exc:  # the server's error reply, as redis-cli shows it
         return f"(error) {printable(str(exc))}", False
+    except redis.exceptions.RedisError as exc:  # unreachable, refused credentials, timeouts: say which
+        return f"(error) {printable(str(store_error(exc, f'run {words[0]}')))}", False
 
 
 def repl(client: redis.Redis) -> int:
