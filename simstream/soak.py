@@ -5,8 +5,9 @@ On a private stack (as ``simstream chaos``), one ``python -m simstream run`` sub
 2. sustained rate: a backlog of updates (a title word dropped, two swapped: re-encode + refresh) drained
    as fast as the worker can, as ``bench pipeline`` measures it;
 3. warm-up, then the soak: updates paced at half that rate for ``--minutes``. The worker's resident set
-   (VmRSS of its /proc status) is read after the warm-up, every ``sample_interval_s`` and at the end,
-   once the last update is processed.
+   (VmRSS of its /proc status) is compared in the same state at both ends, idle once what was sent is
+   processed: after the warm-up and at the end (the growth). While the load runs it is sampled every
+   ``sample_interval_s`` too (the samples and their maximum: what a busy worker holds on top).
 
 Freshness is read from outside the worker: an observer consumes the input and output topics and takes,
 for each update of the soak, the output list record for the same (product, version) minus the input
@@ -42,6 +43,8 @@ from simstream.schemas.events import ProductEvent
 from simstream.schemas.settings import Settings, kafka_client_config
 
 Progress = Callable[[str], None]
+# Idle RSS is read this long after the worker drained: longer than its heap-trim interval.
+IDLE_SETTLE_S = 2.0
 Key = tuple[str, int]  # (product_id, version)
 
 
@@ -164,6 +167,12 @@ def run_soak(settings: Settings, options: SoakOptions, log_dir: Path, progress: 
         require_alive()
         return group_lag(private) == 0
 
+    def idle_rss() -> int:
+        """RSS of the drained, idle worker: after its last batch and the heap trim that follows it."""
+        wait_until(drained, options.timeout_s, "the updates sent so far to be processed", interval_s=0.2)
+        time.sleep(IDLE_SETTLE_S)  # measurement pause: the worker's idle poll trims within a second
+        return rss_kib(worker.pid)
+
     def send(events: list[ProductEvent], rate: float | None = None) -> None:
         nonlocal published
         _publish(producer, private.input_topic, events, paced_schedule(len(events), rate) if rate else None)
@@ -185,7 +194,7 @@ def run_soak(settings: Settings, options: SoakOptions, log_dir: Path, progress: 
         warm_until = time.monotonic() + options.warmup_s
         while time.monotonic() < warm_until:
             send(updates.next(chunk), rate)
-        rss_warm = rss_kib(worker.pid)
+        rss_warm = idle_rss()
         soak_keys: list[Key] = []
         samples: list[tuple[float, int]] = [(0.0, rss_warm)]
         soak_started = time.monotonic()
@@ -197,8 +206,7 @@ def run_soak(settings: Settings, options: SoakOptions, log_dir: Path, progress: 
             require_alive()
             samples.append((round(time.monotonic() - soak_started, 1), rss_kib(worker.pid)))
         sent_seconds = time.monotonic() - soak_started
-        wait_until(drained, options.timeout_s, "the soak's updates to be processed", interval_s=0.2)
-        rss_end = rss_kib(worker.pid)
+        rss_end = idle_rss()
         samples.append((round(time.monotonic() - soak_started, 1), rss_end))
         # A version superseded inside one batch gets no list of its own; the latest of each product does.
         latest = list(dict(soak_keys).items())
