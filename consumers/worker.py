@@ -29,6 +29,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from simstream.consumers.heap import HeapTrimmer
 from simstream.consumers.http import start_server
 from simstream.consumers.metrics import BatchObservation, LagSampler, WorkerMetrics
 from simstream.consumers.redis_position import RedisPosition
@@ -118,6 +119,7 @@ class Worker:
         self._ready: list[list[Pending]] = []  # full batches waiting to be processed by the main loop
         self._polls = 0
         self._next_position_check = 0.0
+        self._heap = HeapTrimmer()  # freed batch memory back to the OS: RSS stays flat
 
     def stop(self, *_: object) -> None:
         self._stopping = True
@@ -167,6 +169,8 @@ class Worker:
         ready.extend(self._batcher.due())
         for batch in ready:
             self._process(batch)
+            self._heap.note_work()
+        self._heap.maybe_trim()
 
     def _check_position_now(self) -> None:
         # Batches check their own partitions; this catches a Redis that lost writes of partitions

@@ -17,7 +17,9 @@ Both weights at 0 give the dense cosine unchanged. Defaults were chosen on Abt-B
 
 from __future__ import annotations
 
-import functools
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -45,9 +47,14 @@ DEFAULT_LEXICAL_WEIGHT: Final = 0.25
 STEM_MATCH_CREDIT: Final = 0.5
 # Dense candidates re-ranked per product: 20 lost 0.5-4.5 points of recall@1 on Abt-Buy, 100 gained <1.
 DEFAULT_RERANK_CANDIDATES: Final = 50
-# Profiles of stored product texts kept in memory (about 1 KB each): a refresh re-ranks the same
-# neighbourhoods over and over.
+# Profiles of stored product texts kept in memory (about 1 KB for a title-length text): a refresh
+# re-ranks the same neighbourhoods over and over. The cache is keyed by a digest of the text (never
+# the text itself) and bounded twice: in entries and in the tokens its profiles hold in total.
 PROFILE_CACHE_SIZE: Final = 100_000
+PROFILE_CACHE_TOKENS: Final = 4_000_000
+# Lexical evidence is taken from the text's first characters only: the encoder reads no more than
+# its first max_seq_length (256) tokens either, and a stored text can be a 250,000-character blob.
+PROFILE_MAX_CHARS: Final = 4_096
 # Scores are compared at this precision when sorting, so float noise never beats the id tie-break.
 TIE_DECIMALS: Final = 12
 
@@ -141,14 +148,59 @@ def rerank(
     return rerank_profiles(query, candidates, dense_scores, weights)
 
 
-@functools.lru_cache(maxsize=PROFILE_CACHE_SIZE)
+class ProfileCache:
+    """Least-recently-used profiles by text digest, at most ``max_entries`` of them holding at most
+    ``max_tokens`` token weights together. Thread-safe: the HTTP thread never uses it, tests may."""
+
+    def __init__(self, max_entries: int = PROFILE_CACHE_SIZE, max_tokens: int = PROFILE_CACHE_TOKENS) -> None:
+        self.max_entries = max_entries
+        self.max_tokens = max_tokens
+        self._profiles: OrderedDict[bytes, LexicalProfile] = OrderedDict()
+        self._tokens = 0
+        self._lock = threading.Lock()
+
+    def get(self, text: str) -> LexicalProfile:
+        text = text[:PROFILE_MAX_CHARS]
+        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        with self._lock:
+            found = self._profiles.get(key)
+            if found is not None:
+                self._profiles.move_to_end(key)
+                return found
+        profile = LexicalProfile.of(text)
+        with self._lock:
+            if key not in self._profiles:
+                self._profiles[key] = profile
+                self._tokens += len(profile.token_weights)
+            while self._profiles and (len(self._profiles) > self.max_entries or self._tokens > self.max_tokens):
+                _, evicted = self._profiles.popitem(last=False)
+                self._tokens -= len(evicted.token_weights)
+        return profile
+
+    def __len__(self) -> int:
+        return len(self._profiles)
+
+    @property
+    def tokens(self) -> int:
+        return self._tokens
+
+    def clear(self) -> None:
+        with self._lock:
+            self._profiles.clear()
+            self._tokens = 0
+
+
+PROFILES: Final = ProfileCache()
+
+
 def text_profile(text: str) -> LexicalProfile:
-    """The profile of a product text as the pipeline scores it: uniform token weights, no corpus IDF.
+    """The profile of a product text as the pipeline scores it: uniform token weights, no corpus IDF,
+    the first PROFILE_MAX_CHARS characters.
 
     Without IDF a pair's score depends on the two texts alone, so a list stays exact as the catalog
     changes around it and ``verify`` can recompute it; IDF gained 0.004 recall@1 on Abt-Buy.
     """
-    return LexicalProfile.of(text)
+    return PROFILES.get(text)
 
 
 def rank_pool(

@@ -23,7 +23,10 @@ DEFAULT_TEXT_TEMPLATE = "{title}. {brand}. {category}. {attributes}"
 
 class Settings(BaseSettings):
     # hide_input_in_errors: a validation error would otherwise echo every input, secrets included.
-    model_config = SettingsConfigDict(env_prefix="SIMSTREAM_", frozen=True, extra="ignore", hide_input_in_errors=True)
+    # allow_inf_nan: a NaN threshold or timeout would compare false everywhere and silently disable it.
+    model_config = SettingsConfigDict(
+        env_prefix="SIMSTREAM_", frozen=True, extra="ignore", hide_input_in_errors=True, allow_inf_nan=False
+    )
 
     # --- Kafka -------------------------------------------------------------------------------
     kafka_bootstrap: str = "127.0.0.1:9092"

@@ -189,13 +189,13 @@ def run_pipeline_bench(
         for fraction in PACED_FRACTIONS:
             rate = sustained * fraction
             events = updates(max(1, round(rate * paced_seconds)))
-            first_sample = len(worker.stats.freshness_s)
+            first_sample = worker.stats.freshness_s.added
             started = time.monotonic()
             _publish(producer, private.input_topic, events, paced_schedule(len(events), rate))
             done += len(events)
             worker.wait_done(done)
             with worker.stats.lock:
-                samples = worker.stats.freshness_s[first_sample:]
+                samples = worker.stats.freshness_s.since(first_sample)
             result[f"paced_{round(fraction * 100)}"] = {
                 "target_per_s": round(rate, 2),
                 "events": len(events),

@@ -377,6 +377,10 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self._process.poll() is None
 
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
     def exit_code(self) -> int | None:
         return self._process.poll()
 

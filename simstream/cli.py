@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import orjson
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from simstream.chaos import add_chaos_arguments, cmd_chaos
 from simstream.eval_quality import add_eval_arguments, cmd_eval
@@ -19,6 +22,58 @@ if TYPE_CHECKING:
     from simstream.devstack.stack import ServiceStatus
 
 Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Input errors as one line (argparse's default prints the whole usage first), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1 (``-k 0`` and ``-k -5`` are input errors)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0 (minutes, seconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
+    return value
+
+
+def price(text: str) -> float:
+    """An argparse type: a finite amount of at least 0 (``nan`` or ``inf`` would match every product)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {text!r}")
+    return value
+
+
+def settings_problem(exc: ValidationError | SettingsError) -> str:
+    """One line naming each invalid setting by its environment variable (never its value: it may be a secret)."""
+    if isinstance(exc, SettingsError):
+        return str(exc)
+    problems = []
+    for error in exc.errors():
+        names = [str(part) for part in error["loc"]]
+        where = f"SIMSTREAM_{names[0].upper()}: " if names else ""
+        problems.append(f"{where}{error['msg']}")
+    return "; ".join(problems)
 
 
 def _print_json(obj: object) -> None:
@@ -177,11 +232,23 @@ def _bench_more(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from simstream.demo import run_demo
 
-    return run_demo(settings)
+    return run_demo(settings, products=args.products)
+
+
+def cmd_redis_shell(args: argparse.Namespace, settings: Settings) -> int:
+    from simstream.redis_shell import run_redis_shell
+
+    return run_redis_shell(settings, args.words)
+
+
+def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
+    from simstream.soak import cmd_soak as run_soak_command
+
+    return run_soak_command(args, settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="simstream", description=__doc__)
+    parser = OneLineParser(prog="simstream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("config", help="print the effective settings, secrets masked").set_defaults(handler=cmd_config)
@@ -222,11 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = sub.add_parser("search", help="embed a query and run a filtered KNN")
     search.add_argument("text")
-    search.add_argument("-k", type=int, default=10)
+    search.add_argument("-k", type=positive_int, default=10)
     search.add_argument("--category", default=None)
     search.add_argument("--brand", default=None)
-    search.add_argument("--max-price", type=float, default=None)
-    search.add_argument("--min-price", type=float, default=None)
+    search.add_argument("--max-price", type=price, default=None)
+    search.add_argument("--min-price", type=price, default=None)
     search.add_argument("--json", action="store_true")
     search.set_defaults(handler=cmd_search)
 
@@ -261,14 +328,34 @@ def build_parser() -> argparse.ArgumentParser:
     add_chaos_arguments(chaos)
     chaos.set_defaults(handler=cmd_chaos)
 
-    sub.add_parser("demo", help="the main job on the local stack (make demo)").set_defaults(handler=cmd_demo)
+    shell = sub.add_parser("redis-shell", help="a Redis prompt with the settings' URL, user, password and TLS")
+    shell.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND ...", help="run one command and exit")
+    shell.set_defaults(handler=cmd_redis_shell)
+
+    soak = sub.add_parser("soak", help="the worker process at half load for minutes: RSS growth, freshness")
+    soak.add_argument("--minutes", type=positive_float, default=30.0, help="minutes of paced load after warm-up")
+    soak.add_argument("--products", type=positive_int, default=2173, help="the first N Abt-Buy offers (max 2173)")
+    soak.add_argument("--warmup", type=positive_float, default=60.0, metavar="S", help="seconds before measuring")
+    soak.add_argument("--backlog", type=positive_int, default=300, help="updates drained to measure the rate")
+    soak.add_argument("--seed", type=int, default=0)
+    soak.add_argument("--json", action="store_true")
+    soak.set_defaults(handler=cmd_soak)
+
+    demo = sub.add_parser("demo", help="the main job on the local stack (make demo)")
+    demo.add_argument("--products", type=positive_int, default=None, help="the first N offers only (default: all)")
+    demo.set_defaults(handler=cmd_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
-    return handler(args, Settings())
+    try:
+        settings = Settings()
+    except (ValidationError, SettingsError) as exc:
+        print(f"simstream: invalid settings: {settings_problem(exc)}", file=sys.stderr)
+        return 2
+    return handler(args, settings)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,19 @@
 
 Starts the stack, resets the demo's own namespace (its topics, index and keys; nothing else),
 runs the worker, publishes the 2,173 real offers while it runs, waits until every product has an
-emitted list, then prints a few lists, products/s and the freshness percentiles.
+emitted list, then prints a few lists, products/s and the freshness percentiles, and last the commands
+that inspect what it built (``similar``, ``search``, ``verify``, ``redis-shell``), exactly as typed.
+
+The demo keeps its own namespace (``demo.*`` topics, ``simstream-demo:`` keys) rather than the default
+one: a rerun deletes and rebuilds everything it owns, which must never be a user's ``products`` topic or
+``simstream:`` keys. The printed commands therefore start with the ``export`` that selects it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shlex
+import sys
 import threading
 import time
 from importlib.resources import files
@@ -16,6 +23,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from simstream.chaos import abt_buy_products, publish_records
 from simstream.consumers.stats import WorkerStats
 from simstream.consumers.worker import build_worker
 from simstream.core.list_store import ListStore
@@ -24,10 +32,13 @@ from simstream.core.redis_client import make_redis_client
 from simstream.core.vector_store import RedisVectorStore
 from simstream.devstack import stack
 from simstream.producers.catalog import read_catalog
-from simstream.producers.publish import publish_file
+from simstream.producers.publish import product_event, publish_file
+from simstream.queries import printable
+from simstream.schemas.codec import encode_event
 from simstream.schemas.settings import Settings, kafka_client_config
 
 SHOWN_PRODUCTS = ("abt-552", "abt-580", "buy-10011646", "abt-38477", "buy-10140760")
+SEARCH_EXAMPLE = "sony turntable"
 TIMEOUT_S = 1800.0
 
 
@@ -67,7 +78,8 @@ def reset_namespace(settings: Settings) -> None:
     clear_redis_namespace(settings)
 
 
-def run_demo(base: Settings) -> int:
+def run_demo(base: Settings, products: int | None = None) -> int:
+    """The whole catalog, or its first ``products`` offers (a shorter run, e.g. for a test)."""
     print("== starting the local stack (real Kafka + Redis on 127.0.0.1)")
     for svc in stack.up(base):
         print(f"   {svc.name}: {svc.endpoint} version={svc.version} pid={svc.pid}")
@@ -81,7 +93,10 @@ def run_demo(base: Settings) -> int:
     )
     reset_namespace(settings)
     abt, buy = sample_catalog()
-    expected = sum(1 for _ in read_catalog(abt)) + sum(1 for _ in read_catalog(buy))
+    subset = abt_buy_products(products) if products else None
+    expected = (
+        len(subset) if subset is not None else sum(1 for _ in read_catalog(abt)) + sum(1 for _ in read_catalog(buy))
+    )
 
     print("== loading the model and starting the worker")
     stats = WorkerStats()
@@ -96,9 +111,12 @@ def run_demo(base: Settings) -> int:
     thread.start()
 
     print(f"== publishing {expected} Abt-Buy offers while the worker runs")
-    for path, prefix in ((abt, "abt-"), (buy, "buy-")):
-        report = publish_file(settings, path, id_prefix=prefix)
-        print(f"   {path.name}: sent={report.sent} failed={report.failed} invalid={report.invalid}")
+    if subset is not None:
+        publish_records(settings, [(pid.encode(), encode_event(product_event(pid, 1, p))) for pid, p in subset])
+    else:
+        for path, prefix in ((abt, "abt-"), (buy, "buy-")):
+            report = publish_file(settings, path, id_prefix=prefix)
+            print(f"   {path.name}: sent={report.sent} failed={report.failed} invalid={report.invalid}")
     first = time.monotonic()
     while len(stats.emitted_ids) < expected and thread.is_alive() and time.monotonic() - started < TIMEOUT_S:
         time.sleep(0.5)
@@ -108,7 +126,7 @@ def run_demo(base: Settings) -> int:
 
     listed = len(stats.emitted_ids)
     print(f"== {listed}/{expected} products embedded with an emitted list in {elapsed:.1f} s")
-    show_lists(settings)
+    shown = show_lists(settings)
     p50, p99 = stats.percentile(50), stats.percentile(99)
     print(
         f"products/s: {listed / max(elapsed, 1e-9):.1f} (worker start to last list; publish took "
@@ -119,18 +137,50 @@ def run_demo(base: Settings) -> int:
             f"freshness (event produced -> list emitted): p50 {p50:.2f} s, p99 {p99:.2f} s "
             "(the whole catalog arrives as one burst)"
         )
-    print("the stack keeps running: `.venv/bin/simstream dev down` stops it")
+    example = shown[0] if shown else (subset[0][0] if subset else SHOWN_PRODUCTS[0])
+    print("\n== inspect what the demo built (its own namespace: run the export first, in the same shell)")
+    for line in inspect_commands(settings, base, example):
+        print(line)
+    print(f"\nthe stack keeps running: `{program()} dev down` stops it")
     return 0 if listed >= expected else 1
 
 
-def show_lists(settings: Settings) -> None:
+def program() -> str:
+    """This installation's ``simstream`` as the user types it: relative to the current folder when inside it."""
+    path = Path(sys.executable).parent / "simstream"
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
+
+
+def inspect_commands(settings: Settings, base: Settings, product_id: str) -> list[str]:
+    """Shell lines that inspect the demo's results: an ``export`` of every setting the demo changed
+    from ``base`` (the user's environment), then ``similar``, ``search``, ``verify`` and the Redis shell."""
+    changed = [name for name in Settings.model_fields if getattr(settings, name) != getattr(base, name)]
+    exports = " ".join(f"SIMSTREAM_{name.upper()}={shlex.quote(str(getattr(settings, name)))}" for name in changed)
+    simstream = shlex.quote(program())
+    similar_key = shlex.quote(f"{settings.redis_prefix}similar:{product_id}")
+    return [
+        *([f"export {exports}"] if exports else []),
+        f"{simstream} similar {shlex.quote(product_id)}",
+        f"{simstream} search {shlex.quote(SEARCH_EXAMPLE)} -k 5",
+        f"{simstream} verify",
+        f"{simstream} redis-shell GET {similar_key}",
+        f"{simstream} redis-shell",
+    ]
+
+
+def show_lists(settings: Settings) -> list[str]:
+    """Prints the stored lists of the SHOWN_PRODUCTS that have one; returns their ids."""
     client = make_redis_client(settings)
     lists = ListStore.from_settings(settings, client).read_lists(list(SHOWN_PRODUCTS))
     store = RedisVectorStore.from_settings(settings, client)
     for product_id, stored in lists.items():
         top = stored.items[:5]
         meta = store.metadata([product_id, *(n.product_id for n in top)])
-        print(f"\n{product_id}: {meta.get(product_id, {}).get('title', '?')}")
+        print(f"\n{product_id}: {printable(meta.get(product_id, {}).get('title', '?'))}")
         for item in top:
-            print(f"   {item.score:.3f}  {item.product_id:14} {meta.get(item.product_id, {}).get('title', '?')}")
+            title = printable(meta.get(item.product_id, {}).get("title", "?"))
+            print(f"   {item.score:.3f}  {printable(item.product_id):14} {title}")
     print()
+    return list(lists)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -152,3 +154,20 @@ def test_worker_start_with_a_wrong_password_logs_the_reason_but_no_secret(
     assert any("cannot start" in message and "Redis rejected the credentials" in message for message in messages)
     for secret in (wrong, sasl_secret, _right_password(acl_stack)):
         assert not [message for message in messages if secret in message]
+
+
+def test_redis_shell_connects_as_the_settings_acl_user(acl_stack: Settings) -> None:
+    (status,) = stack.status(acl_stack, services=["redis"])
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SIMSTREAM_")}
+    env.update(SIMSTREAM_REDIS_URL=status.endpoint, SIMSTREAM_REDIS_USERNAME=ACL_USER)
+
+    def shell(password: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "simstream"), "redis-shell", "ACL", "WHOAMI"],
+            env={**env, "SIMSTREAM_REDIS_PASSWORD": password}, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    assert shell(_right_password(acl_stack)).stdout == f'"{ACL_USER}"\n'
+    refused = shell("wrong-password")
+    assert refused.returncode == 1 and "Redis rejected the credentials" in refused.stdout
+    assert "wrong-password" not in refused.stdout + refused.stderr

@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 
 from simstream.core.hybrid import (
+    PROFILE_MAX_CHARS,
+    PROFILES,
     STEM_MATCH_CREDIT,
     HybridWeights,
     LexicalProfile,
+    ProfileCache,
     rerank,
     rerank_profiles,
+    text_profile,
 )
 from simstream.core.lexical import DocumentFrequencies, lexical_tokens
 from simstream.schemas.settings import Settings
@@ -82,3 +86,34 @@ def test_weights_validated_and_read_from_settings() -> None:
     settings = Settings(hybrid_code_weight=0.3, hybrid_lexical_weight=0.7)
     assert HybridWeights.from_settings(settings) == HybridWeights(code=0.3, lexical=0.7)
     assert HybridWeights.from_settings(Settings()) == HybridWeights()
+
+
+def test_profile_cache_is_bounded_in_entries() -> None:
+    cache = ProfileCache(max_entries=3, max_tokens=10_000)
+    for i in range(10):
+        cache.get(f"Acme Widget model AB{i}234")
+    assert len(cache) == 3
+
+
+def test_profile_cache_is_bounded_in_tokens_and_returns_the_same_profile() -> None:
+    cache = ProfileCache(max_entries=1_000, max_tokens=50)
+    texts = [" ".join(f"w{i}x{j}" for j in range(20)) for i in range(10)]
+    for text in texts:
+        cache.get(text)
+    assert cache.tokens <= 50 and len(cache) == 2
+    assert cache.get(texts[-1]) is cache.get(texts[-1])
+    assert cache.get(texts[-1]).token_weights == LexicalProfile.of(texts[-1]).token_weights
+
+
+def test_a_huge_text_is_profiled_on_its_first_characters_only() -> None:
+    head = "Sony Turntable PSLX350H "
+    huge = head + " ".join(f"filler{i}" for i in range(50_000))  # ~440,000 characters
+    profile = ProfileCache().get(huge)
+    assert "pslx350h" in profile.codes
+    assert len(profile.token_weights) <= PROFILE_MAX_CHARS // 2
+    assert profile.token_weights == ProfileCache().get(huge[:PROFILE_MAX_CHARS]).token_weights
+
+
+def test_text_profile_is_the_shared_bounded_cache() -> None:
+    assert text_profile(QUERY) is text_profile(QUERY)
+    assert len(PROFILES) <= PROFILES.max_entries
