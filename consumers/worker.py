@@ -423,14 +423,17 @@ def build_worker(
     """Load the model, check the index, create missing topics: every fatal error surfaces here."""
     from simstream.core.encoder import TransformerEncoder
     from simstream.core.list_store import ListStore
-    from simstream.core.redis_client import make_redis_client
+    from simstream.core.redis_client import check_access, make_redis_client
     from simstream.core.similarity import SimilarityPolicy
     from simstream.core.vector_store import RedisVectorStore
     from simstream.producers.topics import ensure_topics
 
-    ensure_topics(settings)  # first: a broker that refuses us fails the start before the model loads
-    encoder = encoder or TransformerEncoder.from_settings(settings)
+    # The two services first (one PING, then the topics, bounded): a refusal fails the start before the
+    # model loads.
     client = make_redis_client(settings)
+    check_access(client)
+    ensure_topics(settings)
+    encoder = encoder or TransformerEncoder.from_settings(settings)
     store = RedisVectorStore.from_settings(settings, client)
     store.ensure_index(encoder.dim, encoder.model_id)
     lists = ListStore.from_settings(settings, client)

@@ -99,12 +99,12 @@ def test_the_password_is_in_no_argv_and_the_broker_config_is_private(sasl_stack:
 START_TIMEOUT_S = 8.0
 
 
-def _run_worker(env_overrides: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _run_worker(env_overrides: dict[str, str], tmp_path: Path, redis_url: str) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("SIMSTREAM_")}
     env.update(
         {
             "SIMSTREAM_KAFKA_START_TIMEOUT_S": str(START_TIMEOUT_S),
-            "SIMSTREAM_REDIS_URL": "redis://127.0.0.1:1/0",  # never reached: Kafka is checked first
+            "SIMSTREAM_REDIS_URL": redis_url,  # a Redis that answers: only Kafka refuses
             "SIMSTREAM_INPUT_TOPIC": f"t-{secrets.token_hex(4)}",
             **env_overrides,
         }
@@ -130,7 +130,9 @@ def _assert_one_cannot_start_line(result: subprocess.CompletedProcess[str], *rea
     return output
 
 
-def test_a_wrong_password_stops_the_worker_at_start_with_one_line(sasl_stack: Settings, tmp_path: Path) -> None:
+def test_a_wrong_password_stops_the_worker_at_start_with_one_line(
+    sasl_stack: Settings, tmp_path: Path, redis_url: str
+) -> None:
     wrong = f"wrong-{secrets.token_hex(8)}"
     result = _run_worker(
         {
@@ -141,14 +143,15 @@ def test_a_wrong_password_stops_the_worker_at_start_with_one_line(sasl_stack: Se
             "SIMSTREAM_KAFKA_SASL_PASSWORD": wrong,
         },
         tmp_path,
+        redis_url,
     )
     output = _assert_one_cannot_start_line(result, "refused the credentials")
     assert wrong not in output
 
 
-def test_an_unreachable_broker_stops_the_worker_after_the_start_timeout(tmp_path: Path) -> None:
+def test_an_unreachable_broker_stops_the_worker_after_the_start_timeout(tmp_path: Path, redis_url: str) -> None:
     (port,) = free_ports(1)
-    result = _run_worker({"SIMSTREAM_KAFKA_BOOTSTRAP": f"{LOOPBACK}:{port}"}, tmp_path)
+    result = _run_worker({"SIMSTREAM_KAFKA_BOOTSTRAP": f"{LOOPBACK}:{port}"}, tmp_path, redis_url)
     output = _assert_one_cannot_start_line(result, "did not answer within 8 s")
     # librdkafka retries the dead port many times a second: the log keeps a few of those lines.
     assert sum("Connection refused" in line for line in output.splitlines()) <= 4, output
