@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from support.chaos_checks import assert_nothing_lost
 
 from simstream.chaos import ChaosOptions, ChaosStack, chaos_stack, run_scenario
 
@@ -23,10 +24,7 @@ def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStack]:
 def test_a_restart_of_the_acl_redis_mid_stream_loses_nothing(chaos: ChaosStack) -> None:
     options = ChaosOptions(products=150, timeout_s=300)
     result = run_scenario(chaos, "acl-restart", "alo", options)
-    assert result.published == options.products
-    assert result.lost == 0, result.as_dict()
-    assert result.processed == result.published
-    assert result.verify_ok, result.verify_failures
+    assert_nothing_lost(result, options)
     assert set(result.worker_exit_codes) == {0}
     assert chaos.acl_settings is not None  # the scenario ran against the ACL Redis
     assert chaos.acl_log_lines("NOPERM") == 0
