@@ -49,12 +49,9 @@ class RedisPosition:
 
     def rewind_if_behind(self, consumer: Consumer, partitions: Iterable[Partition]) -> None:
         """Seek back every partition whose effects Redis no longer holds up to what was committed."""
-        # Before the offsets: a restart in between makes the batch's advance refused, never trusted.
-        self._incarnation = self._applied.incarnation()
         known = {p: self._committed[p] for p in set(partitions) if p in self._committed}
-        if not known:
-            return
-        for partition, held in self._applied.read(known).items():
+        self._incarnation, held_by_partition = self._applied.read(known)
+        for partition, held in held_by_partition.items():
             committed = known[partition]
             if held is not None and held >= committed:
                 continue

@@ -42,14 +42,21 @@ class AppliedOffsets:
         with redis_errors("read the Redis run_id"):
             return str(self._client.info("server")["run_id"])
 
-    def read(self, partitions: Iterable[Partition]) -> dict[Partition, int | None]:
-        """The next offset Redis holds the effects of, per partition (None: nothing recorded)."""
+    def read(self, partitions: Iterable[Partition]) -> tuple[str, dict[Partition, int | None]]:
+        """The running Redis process, then the next offset it holds the effects of per partition (None:
+        nothing recorded), in one round trip: one connection runs them in that order, so a restart in
+        between leaves the old run_id, and the batch's :meth:`advance` is refused."""
         wanted = list(dict.fromkeys(partitions))
-        if not wanted:
-            return {}
+        pipe = self._client.pipeline(transaction=False)
+        pipe.info("server")
+        if wanted:
+            pipe.hmget(self._key, [_field(p) for p in wanted])
         with redis_errors(f"read the applied offsets of {len(wanted)} partition(s)"):
-            values = self._client.hmget(self._key, [_field(p) for p in wanted])
-        return {p: None if v is None else int(v) for p, v in zip(wanted, values, strict=True)}
+            replies = pipe.execute()
+        values = replies[1] if wanted else []
+        return str(replies[0]["run_id"]), {
+            p: None if v is None else int(v) for p, v in zip(wanted, values, strict=True)
+        }
 
     def advance(self, offsets: Mapping[Partition, int], incarnation: str) -> bool:
         """Record that Redis holds the effects of every record before these offsets (never moves back);

@@ -15,8 +15,8 @@ class Ledger:
     def __init__(self, held: dict[tuple[str, int], int]) -> None:
         self.held = held
 
-    def read(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
-        return {p: self.held.get(p) for p in partitions}
+    def read(self, partitions: Iterable[tuple[str, int]]) -> tuple[str, dict[tuple[str, int], int | None]]:
+        return self.incarnation(), {p: self.held.get(p) for p in partitions}
 
     def incarnation(self) -> str:
         return "run-1"
