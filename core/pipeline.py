@@ -70,7 +70,8 @@ class BatchResult:
     encoded: int = 0
     metadata_only: int = 0
     deleted: int = 0
-    recomputed: int = 0  # lists recomputed (one KNN each); ``lists`` holds those that changed
+    recomputed: int = 0  # lists recomputed from a search (one KNN each); ``lists`` holds those that changed
+    touched: int = 0  # lists the batch examined: updated from its scores or recomputed
     encode_seconds: float = 0.0  # time inside the encoder: the worker's Redis time is process time minus this
 
 
@@ -154,6 +155,7 @@ class Pipeline:
         own = changed + relist  # products whose own version moved: their list is always emitted
         replayed = bool(relist or retombstone)
         result.lists, result.recomputed = self._refresh_lists(own, moved, gone, emit_all=replayed)
+        result.touched = result.recomputed
         result.tombstones = gone
         result.event_times = {pid: newest[pid].received_at for pid in [*own, *gone]}
         return result
