@@ -1,70 +1,75 @@
-"""Each product's last emitted similar-items list in Redis, and the reverse index of list membership.
+"""The list protocol in one place: pools, list versions, prepare/commit, fences, and their Lua.
 
-``similar:{id}`` holds the exact JSON emitted to the output topic (design.md §3, ``similar-items.v1``),
-so a storefront reads a list with one GET. A list's ``list_version`` is the catalog sequence read before
-it was computed (see redis_scripts): it rises with every list that saw newer writes, by more than one
-at a time. ``listmeta:{id}`` keeps the committed, pending and fence stamps that order concurrent
-writers. ``rev:{n}`` is the set of products whose list holds ``n``. One Lua script per product changes
-them together.
+Keys (per product Q, core/redis_keys): ``similar:{Q}`` holds the exact JSON emitted to the output
+topic (``similar-items.v1``: a storefront reads a list with one GET); ``listmeta:{Q}`` holds the
+pool (core/pools) and the counters below; ``rev:{M}`` is the set of products whose pool holds M;
+``kth`` on Q's product hash is the pool's bound, indexed so that reverse searches find the pools a
+changed product may enter (core/pool_refresh).
+
+The protocol (ARCHITECTURE.md, "The list protocol"):
+
+- ``revision`` counts pool changes. A caller reads a pool with its revision, computes the new pool
+  from reads made after that, and PREPARE applies it only if the revision did not move (compare and
+  set): concurrent workers updating the same pool never lose each other's changes; a loser reads
+  again and recomputes. PREPARE changes the pool, its rev sets and ``kth`` together.
+- PREPARE also gives the list to emit a ``list_version`` from the list's own clock:
+  max(every version it issued or saw + 1, the server's time in microseconds). Versions of one list
+  only rise, also after Redis lost writes (a restore, a crash with everysec fsync): the lists a
+  replay emits outrank the ones readers already have. A list equal to the current one is not
+  emitted, unless a list is in flight (``pending``) that would otherwise reach the topic last.
+- COMMIT makes a delivered list current (``similar:{Q}``, ``committed``) only when it is fresher
+  than the current one and than the ``fence``: the freshest list wins in Redis and on the topic,
+  whatever order the workers finish in.
+- DELETE (after the tombstone was delivered) drops the list and the pool, and moves the fence past
+  every version issued, so a list computed before the delete cannot become current.
+
+``ListStore`` is the Redis implementation; ``MemoryListStore`` keeps the same rules in dicts for
+unit tests of the ordering and replay rules.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, Final, Literal, NamedTuple, Protocol
 
 import orjson
 import redis
 
 from simstream.core.errors import StoreError
+from simstream.core.pools import COMPLETE, Pool, PoolEntry, decode_pool, encode_pool
 from simstream.core.redis_client import make_redis_client, redis_errors
 from simstream.core.redis_keys import RedisKeys
 from simstream.core.redis_replies import text
-from simstream.core.redis_scripts import (
-    ADVANCE_SEQUENCE,
-    DELETE_LIST,
-    PREPARE_EMIT,
-    PREPARE_LIST,
-    PREPARE_MEMBER_GONE,
-    PREPARE_UNCHANGED,
-    WRITE_LIST,
-)
 from simstream.core.vector_store import Neighbor
 from simstream.schemas.codec import decode_similar_items, encode_similar_items
 from simstream.schemas.settings import Settings
 from simstream.schemas.similar_items import SIMILAR_ITEMS_SCHEMA, SimilarItem, SimilarItems
 
 # Scores are rounded in the stored/emitted JSON: stable bytes, and no float32 noise on the wire.
-SCORE_DECIMALS = 6
+SCORE_DECIMALS: Final = 6
+
+# How a prepared list is emitted: "emit" when it changed, "same" when it equals the current list (not
+# emitted unless a list is in flight), "forced" always (a replay: its earlier records may be lost).
+Mode = Literal["emit", "same", "forced"]
+
+# Outcomes of PREPARE.
+EMIT: Final = 1
+UNCHANGED: Final = 0  # the pool was stored; the list equals the current one: nothing to emit
+CONFLICT: Final = -1  # the pool changed since it was read: read again and recompute
+MEMBER_GONE: Final = -2  # a product entering the pool was deleted meanwhile: recompute
+OWNER_GONE: Final = -3  # the list's own product is deleted: its tombstone covers it
 
 
 class ListWrite(NamedTuple):
+    """A list written as is (tools, tests): its items are its pool."""
+
     items: Sequence[Neighbor]
-    source_version: int  # the product version the list was computed for
-    model: str  # "<model id>@<revision>"
-    pool: Sequence[str] | None = None  # the dense candidates it was ranked from; None: just the items
-    admission: float | None = None  # dense score to enter the pool; None: the K-th item's score
-
-
-@dataclass(frozen=True, slots=True)
-class ListProposal:
-    """A freshly computed list, offered for emission (see :meth:`ListStore.prepare`)."""
-
-    write: ListWrite
-    list_version: int  # the catalog stamp it was computed at
-    compared_with: int | None = None  # list_version of the current list the caller compared it with
-    unchanged: bool = False  # equal to that list (nothing to emit unless another list is in flight)
-    forced: bool = False  # emit even when unchanged or equally fresh (a replay)
-
-
-@dataclass(slots=True)
-class Prepared:
-    ready: dict[str, StoredList]  # to emit, then commit
-    gone: list[str]  # the product or a member was deleted meanwhile: recompute these
-    superseded: int = 0  # dropped: a list at least as fresh is current or in flight
-    unchanged: int = 0
+    source_version: int
+    model: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,38 +81,61 @@ class StoredList:
     computed_at: datetime
     items: tuple[Neighbor, ...]
     payload: bytes  # the exact JSON stored at similar:{id}; emit these bytes as the record value
-    # Known only for a list just computed (not in the payload): what commit stores beside it.
-    pool: tuple[str, ...] | None = field(default=None, compare=False)
-    admission: float | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ListState:
+    """What a caller reads before recomputing a list: compare-and-set with ``revision``."""
+
+    revision: int
+    pool: Pool | None  # None: no pool (never computed, deleted, or an older format): search
+    members: frozenset[str]  # what the rev: sets hold for this list now
+    current: StoredList | None  # the committed list (similar:{id})
+
+
+@dataclass(frozen=True, slots=True)
+class PoolProposal:
+    """A recomputed pool and the list ranked from it, offered to PREPARE."""
+
+    state: ListState  # what it was computed from
+    pool: Pool
+    items: Sequence[Neighbor]
+    source_version: int  # the owner's product version (the payload's source_version)
+    model: str
+    mode: Mode = "emit"
+    check_owner: bool = True  # False for tools writing lists of products they did not store
+    check_members: bool = True  # the members entering the pool must exist (False: tools, tests)
+
+
+@dataclass(slots=True)
+class Prepared:
+    ready: dict[str, StoredList] = field(default_factory=dict)  # to emit, then commit
+    retry: list[str] = field(default_factory=list)  # the pool moved or a member is gone: recompute
+    unchanged: int = 0
+    owner_gone: int = 0
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def list_payload(product_id: str, write: ListWrite, list_version: int, computed_at: datetime) -> bytes:
+def server_micros_now() -> int:
+    return time.time_ns() // 1000
+
+
+def list_payload(
+    product_id: str, items: Sequence[Neighbor], source_version: int, model: str, list_version: int, at: datetime
+) -> bytes:
     """The similar-items JSON that is emitted and stored at ``similar:{id}``."""
     record = SimilarItems(
         product_id=product_id,
         list_version=list_version,
-        model=write.model,
-        computed_at=computed_at,
-        source_version=write.source_version,
-        items=[SimilarItem(product_id=n.product_id, score=round(n.score, SCORE_DECIMALS)) for n in write.items],
+        model=model,
+        computed_at=at,
+        source_version=source_version,
+        items=[SimilarItem(product_id=n.product_id, score=round(n.score, SCORE_DECIMALS)) for n in items],
     )
     return encode_similar_items(record)
-
-
-def admission_threshold(stored: StoredList, top_k: int) -> float:
-    """The dense score a new neighbour must reach to enter this list's pool; -1 (anything) while it is
-    short. Without a known pool, the list is its own pool: its K-th score."""
-    if stored.admission is not None:
-        return stored.admission
-    return stored.items[-1].score if len(stored.items) >= top_k else -1.0
-
-
-def pool_of(stored: StoredList) -> tuple[str, ...]:
-    return stored.pool if stored.pool is not None else tuple(n.product_id for n in stored.items)
 
 
 def decode_list(payload: bytes) -> StoredList:
@@ -127,7 +155,177 @@ def decode_list(payload: bytes) -> StoredList:
     )
 
 
+def pool_members(raw: bytes | str | None) -> frozenset[str]:
+    """The members a stored ``pool`` field names (this format, or the older JSON array of ids)."""
+    pool = decode_pool(raw)
+    if pool is not None:
+        return frozenset(pool.members())
+    if raw is None:
+        return frozenset()
+    try:
+        data: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return frozenset()
+    return frozenset(m for m in data if isinstance(m, str)) if isinstance(data, list) else frozenset()
+
+
+def items_pool(items: Sequence[Neighbor], source_version: int) -> Pool:
+    """A list written as is: its items are its pool, complete (nothing known outside)."""
+    return Pool(tuple(PoolEntry(n.product_id, n.score, n.score) for n in items), COMPLETE, source_version)
+
+
+class Lists(Protocol):
+    """The narrow list protocol the pipeline needs (ListStore, MemoryListStore)."""
+
+    def read_states(self, ids: Sequence[str]) -> dict[str, ListState]: ...
+    def prepare(self, proposals: Mapping[str, PoolProposal]) -> Prepared: ...
+    def commit(self, lists: Iterable[StoredList]) -> list[bool]: ...
+    def delete_list(self, product_id: str) -> bool: ...
+    def rev_many(self, ids: Sequence[str]) -> dict[str, set[str]]: ...
+
+
+def _call_prepare(proposals: Mapping[str, PoolProposal], run: Callable[[str, PoolProposal], tuple[int, int]],
+                  clock: Callable[[], datetime]) -> Prepared:  # fmt: skip
+    """The bookkeeping around PREPARE shared by both implementations."""
+    prepared = Prepared()
+    at = clock()
+    for pid, proposal in proposals.items():
+        outcome, version = run(pid, proposal)
+        if outcome == EMIT:
+            payload = list_payload(pid, proposal.items, proposal.source_version, proposal.model, version, at)
+            prepared.ready[pid] = decode_list(payload)
+        elif outcome == UNCHANGED:
+            prepared.unchanged += 1
+        elif outcome == OWNER_GONE:
+            prepared.owner_gone += 1
+        else:
+            prepared.retry.append(pid)
+    return prepared
+
+
+def _membership_change(proposal: PoolProposal) -> tuple[list[str], list[str]]:
+    """(members leaving, members entering) the rev sets, from the state the pool was computed from."""
+    new = set(proposal.pool.members())
+    old = proposal.state.members
+    return sorted(old - new), sorted(new - old)
+
+
+# --- Lua (Redis) ---------------------------------------------------------------------------------
+
+# The list's clock: one more than every version it issued or saw, or the server's microseconds when
+# later. Microseconds stay exact in Lua's doubles until the year 2255; %.0f avoids 1.79e+15.
+_NEXT_VERSION = """
+local function next_version(meta_key)
+  local meta = redis.call('HMGET', meta_key, 'clock', 'committed', 'pending', 'fence')
+  local value = -1
+  for i = 1, 4 do
+    local seen = tonumber(meta[i])
+    if seen and seen > value then
+      value = seen
+    end
+  end
+  value = value + 1
+  local now = redis.call('TIME')
+  local micros = tonumber(now[1]) * 1000000 + tonumber(now[2])
+  if micros > value then
+    value = micros
+  end
+  local version = string.format('%.0f', value)
+  redis.call('HSET', meta_key, 'clock', version)
+  return version
+end
+"""
+
+# KEYS[1] listmeta:{Q}, KEYS[2] product:{Q}, KEYS[3..] product hashes of the members entering the pool.
+# ARGV[1] rev key prefix, ARGV[2] Q, ARGV[3] the revision the pool was computed from, ARGV[4] the pool
+# JSON, ARGV[5] its bound, ARGV[6] mode (emit | same | forced), ARGV[7] the committed version the list
+# was compared with ('' none), ARGV[8] '1' to require Q's product hash, ARGV[9] the number L of members
+# leaving, ARGV[10..9+L] those, ARGV[10+L..] the members entering (as KEYS[3..]).
+# Returns {outcome, list_version}. The rev keys are built here, not declared: see ARCHITECTURE.md
+# ("Redis Cluster") for what that means for a cluster.
+PREPARE_POOL: Final = (
+    _NEXT_VERSION
+    + """
+if ARGV[8] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then
+  return {-3, ''}
+end
+local meta = redis.call('HMGET', KEYS[1], 'revision', 'committed', 'pending')
+local revision = tonumber(meta[1]) or 0
+if revision ~= tonumber(ARGV[3]) then
+  return {-1, ''}
+end
+for i = 3, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    return {-2, ''}
+  end
+end
+local leaving = tonumber(ARGV[9])
+for i = 10, 9 + leaving do
+  redis.call('SREM', ARGV[1] .. ARGV[i], ARGV[2])
+end
+for i = 10 + leaving, #ARGV do
+  redis.call('SADD', ARGV[1] .. ARGV[i], ARGV[2])
+end
+redis.call('HSET', KEYS[1], 'pool', ARGV[4], 'revision', revision + 1)
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HSET', KEYS[2], 'kth', ARGV[5])
+end
+local committed = tonumber(meta[2]) or -1
+local pending = tonumber(meta[3]) or -1
+if ARGV[6] == 'same' and ARGV[7] ~= '' and tonumber(ARGV[7]) == committed and pending <= committed then
+  return {0, ''}
+end
+local version = next_version(KEYS[1])
+redis.call('HSET', KEYS[1], 'pending', version)
+return {1, version}
+"""
+)
+
+# KEYS[1] similar:{Q}, KEYS[2] listmeta:{Q}; ARGV[1] list_version, ARGV[2] the list JSON.
+# Applied only above the committed version and the fence; 1 when it became current.
+COMMIT_LIST: Final = """
+local meta = redis.call('HMGET', KEYS[2], 'committed', 'pending', 'fence')
+local version = tonumber(ARGV[1])
+if (tonumber(meta[2]) or -1) <= version then
+  redis.call('HDEL', KEYS[2], 'pending')
+end
+if version <= (tonumber(meta[1]) or -1) or version <= (tonumber(meta[3]) or -1) then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('HSET', KEYS[2], 'committed', ARGV[1])
+return 1
+"""
+
+# KEYS[1] similar:{Q}, KEYS[2] listmeta:{Q}; ARGV[1] rev key prefix, ARGV[2] Q. Returns 1 when a list
+# was removed. The pool's members lose Q in their rev sets (this format, or the older array of ids).
+DELETE_LIST: Final = (
+    _NEXT_VERSION
+    + """
+local pool = redis.call('HGET', KEYS[2], 'pool')
+if pool then
+  local ok, decoded = pcall(cjson.decode, pool)
+  if ok and type(decoded) == 'table' then
+    local entries = decoded['entries'] or decoded
+    for _, entry in ipairs(entries) do
+      local member = type(entry) == 'table' and entry[1] or entry
+      if type(member) == 'string' then
+        redis.call('SREM', ARGV[1] .. member, ARGV[2])
+      end
+    end
+  end
+end
+local revision = tonumber(redis.call('HGET', KEYS[2], 'revision')) or 0
+redis.call('HDEL', KEYS[2], 'pool', 'pending')
+redis.call('HSET', KEYS[2], 'revision', revision + 1, 'fence', next_version(KEYS[2]))
+return redis.call('DEL', KEYS[1])
+"""
+)
+
+
 class ListStore:
+    """The list protocol on Redis."""
+
     def __init__(
         self, client: redis.Redis, *, prefix: str, top_k: int = 20, clock: Callable[[], datetime] = utc_now
     ) -> None:
@@ -135,10 +333,13 @@ class ListStore:
         self._top_k = top_k
         self.keys = RedisKeys(prefix)
         self._clock = clock
-        self._prepare_script = client.register_script(PREPARE_LIST)
-        self._write_script = client.register_script(WRITE_LIST)
+        self._prepare_script = client.register_script(PREPARE_POOL)
+        self._commit_script = client.register_script(COMMIT_LIST)
         self._delete_script = client.register_script(DELETE_LIST)
-        self._sequence_script = client.register_script(ADVANCE_SEQUENCE)
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._client
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> ListStore:
@@ -148,141 +349,134 @@ class ListStore:
             top_k=settings.top_k,
         )
 
-    def prepare(self, proposals: Mapping[str, ListProposal], *, check_members: bool = True) -> Prepared:
-        """Decide, atomically per product, which proposed lists to emit, and build their records.
+    def read_states(self, ids: Sequence[str]) -> dict[str, ListState]:
+        """Each id's pool with its revision, and its current list, in one round trip."""
+        if not ids:
+            return {}
+        pipe = self._client.pipeline(transaction=False)
+        self.queue_state_reads(pipe, ids)
+        with redis_errors(f"read {len(ids)} list state(s)"):
+            replies = pipe.execute()
+        return self.parse_states(ids, replies)
 
-        Nothing becomes current: :meth:`commit` does that once they were delivered. ``check_members``
-        sends back (``gone``) a list whose product or a member was deleted since it was computed.
-        """
-        prepared = Prepared(ready={}, gone=[])
+    def queue_state_reads(self, pipe: Any, ids: Sequence[str]) -> None:
+        """Queue the reads of :meth:`read_states` on a caller's pipeline (two replies per id)."""
+        for pid in ids:
+            pipe.hmget(self.keys.list_meta(pid), ["revision", "pool"])
+            pipe.get(self.keys.similar(pid))
+
+    def parse_states(self, ids: Sequence[str], replies: Sequence[Any]) -> dict[str, ListState]:
+        states: dict[str, ListState] = {}
+        for i, pid in enumerate(ids):
+            (revision, raw_pool), payload = replies[2 * i], replies[2 * i + 1]
+            states[pid] = ListState(
+                revision=int(revision) if revision is not None else 0,
+                pool=decode_pool(raw_pool),
+                members=pool_members(raw_pool),
+                current=decode_list(payload) if isinstance(payload, bytes) else None,
+            )
+        return states
+
+    def prepare(self, proposals: Mapping[str, PoolProposal]) -> Prepared:
+        """Store each proposed pool if its list's pool did not move, and version the lists to emit, in
+        one round trip. Nothing becomes current: :meth:`commit` does that once they were delivered."""
         if not proposals:
-            return prepared
+            return Prepared()
         pipe = self._client.pipeline(transaction=False)
         for pid, proposal in proposals.items():
-            write = proposal.write
-            items = [n.product_id for n in write.items]
-            pool = tuple(write.pool) if write.pool is not None else tuple(items)
-            admission = write.admission if write.admission is not None else self._kth(write.items)
+            leaving, entering = _membership_change(proposal)
+            current = proposal.state.current
             self._prepare_script(
-                keys=[*self._list_keys(pid), *(self.keys.product(member) for member in items)],
+                keys=[
+                    self.keys.list_meta(pid),
+                    self.keys.product(pid),
+                    *(map(self.keys.product, entering) if proposal.check_members else ()),
+                ],
                 args=[
-                    *self._list_args(pid, proposal.list_version, admission, pool)[:5],
-                    "" if proposal.compared_with is None else proposal.compared_with,
-                    "1" if proposal.unchanged else "",
-                    "1" if proposal.forced else "",
-                    "1" if check_members else "",
-                    *pool,
+                    self.keys.rev_prefix,
+                    pid,
+                    proposal.state.revision,
+                    encode_pool(proposal.pool),
+                    repr(proposal.pool.bound),
+                    proposal.mode,
+                    "" if current is None else current.list_version,
+                    "1" if proposal.check_owner else "",
+                    len(leaving),
+                    *leaving,
+                    *entering,
                 ],
                 client=pipe,
             )
         with redis_errors(f"prepare {len(proposals)} list(s)"):
-            replies = pipe.execute()
-        computed_at = self._clock()
-        for (pid, proposal), reply in zip(proposals.items(), replies, strict=True):
-            outcome = int(reply)
-            if outcome == PREPARE_EMIT:
-                write = proposal.write
-                payload = list_payload(pid, write, proposal.list_version, computed_at)
-                known_pool = None if write.pool is None else tuple(write.pool)
-                prepared.ready[pid] = replace(decode_list(payload), pool=known_pool, admission=write.admission)
-            elif outcome == PREPARE_MEMBER_GONE:
-                prepared.gone.append(pid)
-            elif outcome == PREPARE_UNCHANGED:
-                prepared.unchanged += 1
-            else:
-                prepared.superseded += 1
-        return prepared
+            replies = iter(pipe.execute())
+
+        def outcome(_pid: str, _proposal: PoolProposal) -> tuple[int, int]:
+            code, version = next(replies)
+            return int(code), int(version) if code == EMIT else 0
+
+        return _call_prepare(proposals, outcome, self._clock)
 
     def commit(self, lists: Iterable[StoredList]) -> list[bool]:
-        """Make prepared lists current (``similar:``, ``rev:``), in one pipeline; False where a list at
-        least as fresh was already current."""
+        """Make delivered lists current (``similar:``), in one round trip; False where a list at least
+        as fresh was current already, or the list was deleted after it was prepared."""
         pipe = self._client.pipeline(transaction=False)
         count = 0
         for stored in lists:
             count += 1
-            pool = pool_of(stored)
-            args = self._list_args(
-                stored.product_id, stored.list_version, admission_threshold(stored, self._top_k), pool
-            )
-            self._write_script(
-                keys=self._list_keys(stored.product_id),
-                args=[*args[:5], stored.payload, "", "", "", *pool],
+            self._commit_script(
+                keys=[self.keys.similar(stored.product_id), self.keys.list_meta(stored.product_id)],
+                args=[stored.list_version, stored.payload],
                 client=pipe,
             )
         if not count:
             return []
-        with redis_errors(f"write {count} similar list(s)"):
+        with redis_errors(f"commit {count} similar list(s)"):
             return [int(applied) == 1 for applied in pipe.execute()]
 
-    def _list_keys(self, product_id: str) -> list[str]:
-        """KEYS[1..3] of PREPARE_LIST and WRITE_LIST."""
-        return [self.keys.similar(product_id), self.keys.list_meta(product_id), self.keys.product(product_id)]
-
-    def _list_args(self, product_id: str, stamp: int, admission: float, pool: Sequence[str]) -> list[Any]:
-        """ARGV[1..5] of PREPARE_LIST and WRITE_LIST."""
-        return [self.keys.rev_prefix, product_id, stamp, admission, orjson.dumps(list(pool))]
-
-    def _kth(self, items: Sequence[Neighbor]) -> float:
-        return items[-1].score if len(items) >= self._top_k else -1.0
-
-    def write_lists(
-        self, lists: Mapping[str, ListWrite | tuple[Sequence[Neighbor], int, str]]
-    ) -> dict[str, StoredList]:
-        """Make these lists current now, for callers that have nothing to deliver in between (tools,
-        tests): they get a new catalog stamp, so they outrank every list written before."""
-        if not lists:
-            return {}
-        with redis_errors("advance the catalog sequence"):
-            stamp = int(self._sequence_script(keys=[self.keys.catalog_sequence]))
-        proposals = {pid: ListProposal(ListWrite(*spec), stamp, forced=True) for pid, spec in lists.items()}
-        prepared = self.prepare(proposals, check_members=False)
-        self.commit(prepared.ready.values())
-        return prepared.ready
-
-    def read_list(self, product_id: str) -> StoredList | None:
-        return self.read_lists([product_id]).get(product_id)
-
-    def read_lists(self, ids: Sequence[str], *, with_pools: bool = False) -> dict[str, StoredList]:
-        """The stored lists of the ids that have one; ``with_pools`` also reads the pool each was ranked
-        from (a list written before pools were kept counts as its items)."""
-        if not ids:
-            return {}
-        pipe = self._client.pipeline(transaction=False)
-        pipe.mget([self.keys.similar(pid) for pid in ids])
-        for pid in ids if with_pools else ():
-            pipe.hget(self.keys.list_meta(pid), "pool")
-        with redis_errors(f"read {len(ids)} similar list(s)"):
-            payloads, *pools = pipe.execute()
-        found: dict[str, StoredList] = {}
-        for i, (pid, payload) in enumerate(zip(ids, payloads, strict=True)):
-            if not isinstance(payload, bytes):
-                continue
-            stored = decode_list(payload)
-            if with_pools and pools[i] is not None:
-                stored = replace(stored, pool=tuple(orjson.loads(pools[i])))
-            found[pid] = stored
-        return found
-
     def delete_list(self, product_id: str) -> bool:
-        """Remove the product's list and its entries in the rev sets of its members; True if it had one.
+        """Drop the product's list and pool (its members' rev entries too); True if it had a list.
 
-        ``rev:{product_id}`` (who lists this product) is kept: the caller refreshes those lists, which
-        drops the entries.
+        ``rev:{product_id}`` (who lists this product) is kept: the caller refreshes those lists.
         """
         with redis_errors(f"delete similar list of {product_id!r}"):
             removed = self._delete_script(
-                keys=[self.keys.similar(product_id), self.keys.list_meta(product_id), self.keys.catalog_sequence],
+                keys=[self.keys.similar(product_id), self.keys.list_meta(product_id)],
                 args=[self.keys.rev_prefix, product_id],
             )
         return int(removed) == 1
 
+    def write_lists(
+        self, lists: Mapping[str, ListWrite | tuple[Sequence[Neighbor], int, str]]
+    ) -> dict[str, StoredList]:
+        """Make these lists current now, for callers with nothing to deliver in between (tools, tests)."""
+        return _write_now(self, lists)
+
+    def read_list(self, product_id: str) -> StoredList | None:
+        return self.read_lists([product_id]).get(product_id)
+
+    def read_lists(self, ids: Sequence[str]) -> dict[str, StoredList]:
+        """The stored lists of the ids that have one."""
+        if not ids:
+            return {}
+        with redis_errors(f"read {len(ids)} similar list(s)"):
+            payloads = self._client.mget([self.keys.similar(pid) for pid in ids])
+        return {
+            pid: decode_list(payload) for pid, payload in zip(ids, payloads, strict=True) if isinstance(payload, bytes)
+        }
+
     def read_pools(self, ids: Sequence[str]) -> dict[str, set[str]]:
-        """The pool each id's current list was ranked from (what rev: sets hold for it), for the ids
-        with a list."""
-        return {pid: set(pool_of(stored)) for pid, stored in self.read_lists(ids, with_pools=True).items()}
+        """The members of each id's pool (what the rev: sets should hold for it), for the ids with one."""
+        if not ids:
+            return {}
+        pipe = self._client.pipeline(transaction=False)
+        for pid in ids:
+            pipe.hget(self.keys.list_meta(pid), "pool")
+        with redis_errors(f"read {len(ids)} pool(s)"):
+            replies = pipe.execute()
+        return {pid: set(pool_members(raw)) for pid, raw in zip(ids, replies, strict=True) if raw is not None}
 
     def rev(self, product_id: str) -> set[str]:
-        """The products whose current list holds ``product_id``."""
+        """The products whose pool holds ``product_id``."""
         return self.rev_many([product_id])[product_id]
 
     def rev_many(self, ids: Sequence[str]) -> dict[str, set[str]]:
@@ -294,3 +488,146 @@ class ListStore:
         with redis_errors(f"read rev sets of {len(ids)} product(s)"):
             replies = pipe.execute()
         return {pid: {text(member) for member in members} for pid, members in zip(ids, replies, strict=True)}
+
+
+ListSpecs = Mapping[str, ListWrite | tuple[Sequence[Neighbor], int, str]]
+
+
+def _write_now(store: Lists, lists: ListSpecs) -> dict[str, StoredList]:
+    """Forced PREPARE then COMMIT of lists given as is, retried while a concurrent writer moves a pool."""
+    specs = {pid: ListWrite(*spec) for pid, spec in lists.items()}
+    written: dict[str, StoredList] = {}
+    pending = list(specs)
+    while pending:
+        states = store.read_states(pending)
+        proposals = {
+            pid: PoolProposal(
+                states[pid],
+                items_pool(spec.items, spec.source_version),
+                list(spec.items),
+                spec.source_version,
+                spec.model,
+                mode="forced",
+                check_owner=False,
+                check_members=False,
+            )
+            for pid in pending
+            if (spec := specs[pid])
+        }
+        prepared = store.prepare(proposals)
+        store.commit(prepared.ready.values())
+        written.update(prepared.ready)
+        pending = prepared.retry
+    return written
+
+
+@dataclass(slots=True)
+class _Meta:
+    revision: int = 0
+    clock: int = -1
+    committed: int = -1
+    pending: int = -1
+    fence: int = -1
+    pool: bytes | None = None
+
+
+class MemoryListStore:
+    """The same protocol in dicts: what unit tests of the ordering and replay rules run against.
+
+    ``products`` says which product hashes exist (PREPARE's checks); ``micros`` is the server clock.
+    """
+
+    def __init__(
+        self,
+        products: Callable[[str], bool] = lambda _pid: True,
+        *,
+        micros: Callable[[], int] = server_micros_now,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._exists = products
+        self._micros = micros
+        self._clock = clock
+        self._meta: dict[str, _Meta] = {}
+        self._similar: dict[str, bytes] = {}
+        self._rev: dict[str, set[str]] = {}
+        self.kth: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def _next_version(self, meta: _Meta) -> int:
+        meta.clock = max(meta.clock, meta.committed, meta.pending, meta.fence, self._micros() - 1) + 1
+        return meta.clock
+
+    def read_states(self, ids: Sequence[str]) -> dict[str, ListState]:
+        with self._lock:
+            return {
+                pid: ListState(
+                    revision=(meta := self._meta.get(pid, _Meta())).revision,
+                    pool=decode_pool(meta.pool),
+                    members=pool_members(meta.pool),
+                    current=decode_list(self._similar[pid]) if pid in self._similar else None,
+                )
+                for pid in ids
+            }
+
+    def prepare(self, proposals: Mapping[str, PoolProposal]) -> Prepared:
+        return _call_prepare(proposals, self._prepare_one, self._clock)
+
+    def _prepare_one(self, pid: str, proposal: PoolProposal) -> tuple[int, int]:
+        with self._lock:
+            if proposal.check_owner and not self._exists(pid):
+                return OWNER_GONE, 0
+            meta = self._meta.setdefault(pid, _Meta())
+            if meta.revision != proposal.state.revision:
+                return CONFLICT, 0
+            leaving, entering = _membership_change(proposal)
+            if proposal.check_members and not all(self._exists(member) for member in entering):
+                return MEMBER_GONE, 0
+            for member in leaving:
+                self._rev.get(member, set()).discard(pid)
+            for member in entering:
+                self._rev.setdefault(member, set()).add(pid)
+            meta.pool, meta.revision = encode_pool(proposal.pool), meta.revision + 1
+            if self._exists(pid):
+                self.kth[pid] = proposal.pool.bound
+            current = proposal.state.current
+            compared = None if current is None else current.list_version
+            if proposal.mode == "same" and compared == meta.committed and meta.pending <= meta.committed:
+                return UNCHANGED, 0
+            meta.pending = self._next_version(meta)
+            return EMIT, meta.pending
+
+    def commit(self, lists: Iterable[StoredList]) -> list[bool]:
+        applied: list[bool] = []
+        with self._lock:
+            for stored in lists:
+                meta = self._meta.setdefault(stored.product_id, _Meta())
+                if meta.pending <= stored.list_version:
+                    meta.pending = -1
+                fresh = stored.list_version > meta.committed and stored.list_version > meta.fence
+                if fresh:
+                    self._similar[stored.product_id] = stored.payload
+                    meta.committed = stored.list_version
+                applied.append(fresh)
+        return applied
+
+    def delete_list(self, product_id: str) -> bool:
+        with self._lock:
+            meta = self._meta.setdefault(product_id, _Meta())
+            for member in pool_members(meta.pool):
+                self._rev.get(member, set()).discard(product_id)
+            meta.pool, meta.pending, meta.revision = None, -1, meta.revision + 1
+            meta.fence = self._next_version(meta)
+            return self._similar.pop(product_id, None) is not None
+
+    def write_lists(
+        self, lists: Mapping[str, ListWrite | tuple[Sequence[Neighbor], int, str]]
+    ) -> dict[str, StoredList]:
+        return _write_now(self, lists)
+
+    def read_lists(self, ids: Sequence[str]) -> dict[str, StoredList]:
+        with self._lock:
+            return {pid: decode_list(self._similar[pid]) for pid in ids if pid in self._similar}
+
+    def rev_many(self, ids: Sequence[str]) -> dict[str, set[str]]:
+        with self._lock:
+            return {pid: set(self._rev.get(pid, set())) for pid in ids}

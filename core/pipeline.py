@@ -28,16 +28,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from simstream.core.encoder import Encoder
-from simstream.core.list_store import ListProposal, ListStore, ListWrite, StoredList, pool_of
-from simstream.core.refresh import affected_products
-from simstream.core.similarity import SimilarityPolicy, compute_stamped_lists, lists_equal
+from simstream.core.list_store import ListStore, StoredList
+from simstream.core.pool_refresh import Owner, PoolRefresher
+from simstream.core.similarity import SimilarityPolicy
 from simstream.core.text import build_text, compile_template, content_hash
 from simstream.core.vector_store import ProductWrite, StoredState, UpsertResult, VectorStore
 from simstream.schemas.events import ProductEvent
-
-# Rounds of recomputing lists that named a product deleted meanwhile (a concurrent delete is rare; its
-# own refresh covers what is left).
-LIST_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +68,7 @@ class BatchResult:
     deleted: int = 0
     recomputed: int = 0  # lists recomputed from a search (one KNN each); ``lists`` holds those that changed
     touched: int = 0  # lists the batch examined: updated from its scores or recomputed
+    round_trips: int = 0  # Redis round trips of the list work
     encode_seconds: float = 0.0  # time inside the encoder: the worker's Redis time is process time minus this
 
 
@@ -95,6 +92,16 @@ class Pipeline:
         compile_template(text_template)  # a bad template fails at start-up, not on the first event
         self._template = text_template
         self._clock = clock
+        self._refresher = PoolRefresher(
+            lists.client,
+            lists,
+            policy,
+            index_name=store.index_name,
+            model=encoder.model_id,
+            fanout=self._refresh.fanout,
+            epsilon=self._refresh.epsilon,
+            device=str(getattr(encoder, "device", "cpu")),
+        )
 
     def prepare(self, event: ProductEvent, event_time: float) -> Inbound:
         if event.product is None:
@@ -144,8 +151,6 @@ class Pipeline:
                 writes[i], outcomes[i] = write, outcome
         applied = [w for w, o in zip(writes, outcomes, strict=True) if o is UpsertResult.APPLIED]
         changed = [w.product_id for w in applied]
-        # Only a new vector can move the product into or out of other lists; a replay may have lost that work.
-        moved = [w.product_id for w in applied if w.embedding is not None] + relist
         result.stale += len(writes) - len(changed)
         deleted_ok = self._store.delete(deletes)
         gone = [pid for (pid, _), ok in zip(deletes, deleted_ok, strict=True) if ok] + retombstone
@@ -154,63 +159,23 @@ class Pipeline:
 
         own = changed + relist  # products whose own version moved: their list is always emitted
         replayed = bool(relist or retombstone)
-        result.lists, result.recomputed = self._refresh_lists(own, moved, gone, emit_all=replayed)
-        result.touched = result.recomputed
+        # Only a new vector can move a product into or out of other lists; a replay may have lost that work.
+        owners = {w.product_id: _owner(w) for w in applied if w.embedding is not None}
+        owners.update(self._refresher.read_owners(relist))
+        own_only = [pid for pid in own if pid not in owners]
+        refreshed = self._refresher.refresh(
+            owners, gone, own_only=own_only, reverse=self._refresh.enabled, emit_all=replayed
+        )
+        result.lists = refreshed.lists
+        result.recomputed = refreshed.counts.searched
+        result.touched = refreshed.counts.touched + len(owners)
+        result.round_trips = refreshed.counts.round_trips
         result.tombstones = gone
         result.event_times = {pid: newest[pid].received_at for pid in [*own, *gone]}
         return result
 
-    def _refresh_lists(
-        self, own: list[str], moved: list[str], gone: list[str], *, emit_all: bool
-    ) -> tuple[list[StoredList], int]:
-        """Recompute every list the batch can alter (one KNN per product); keep those to emit.
-
-        A list is emitted when it changed (all of them with ``emit_all``: a replay's earlier records may
-        never have become visible), unless a fresher list of the same product is current or in flight
-        (another worker refreshed it meanwhile). A list that names a product deleted since it was
-        computed is recomputed.
-        """
-        targets = set(own)
-        if self._refresh.enabled:
-            targets |= affected_products(
-                self._store, self._lists, moved, gone, self._policy, fanout=self._refresh.fanout
-            )
-        own_set = set(own)
-        model = self._encoder.model_id
-        ready: dict[str, StoredList] = {}
-        recomputed = 0
-        pending = sorted(targets)
-        for _ in range(LIST_ATTEMPTS):
-            if not pending:
-                break
-            computed = compute_stamped_lists(self._store, pending, self._policy)
-            recomputed += len(computed.lists)
-            current = self._lists.read_lists(list(computed.lists), with_pools=True)
-            proposals: dict[str, ListProposal] = {}
-            for pid, fresh in computed.lists.items():
-                stored = current.get(pid)
-                unchanged = (
-                    pid not in own_set
-                    and stored is not None
-                    and stored.source_version == fresh.source_version
-                    and stored.model == model
-                    and set(pool_of(stored)) == set(fresh.pool)
-                    and lists_equal(stored.items, fresh.items, self._refresh.epsilon)
-                )
-                proposals[pid] = ListProposal(
-                    ListWrite(fresh.items, fresh.source_version, model, fresh.pool, fresh.admission),
-                    computed.stamp,
-                    compared_with=None if stored is None else stored.list_version,
-                    unchanged=unchanged,
-                    forced=emit_all,
-                )
-            prepared = self._lists.prepare(proposals)
-            ready.update(prepared.ready)
-            pending = prepared.gone
-        return list(ready.values()), recomputed
-
     def commit(self, result: BatchResult) -> None:
-        """Make the delivered lists current in Redis (``similar:``, ``rev:``); drop deleted ones."""
+        """Make the delivered lists current in Redis (``similar:``); drop deleted ones."""
         self._lists.commit(result.lists)
         for product_id in result.tombstones:
             self._lists.delete_list(product_id)
@@ -253,6 +218,11 @@ class Pipeline:
                 )
             )
         return writes
+
+
+def _owner(write: ProductWrite) -> Owner:
+    assert write.embedding is not None
+    return Owner(write.embedding, write.version, write.text, write.category)
 
 
 def _same_content(state: StoredState | None, digest: str) -> bool:

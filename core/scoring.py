@@ -27,7 +27,7 @@ def unit_rows(vectors: npt.ArrayLike) -> Matrix:
     if matrix.ndim != 2:
         raise ValueError(f"expected a 2-D matrix of vectors, got shape {matrix.shape}")
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    unit: Matrix = matrix / np.where(norms == 0.0, 1.0, norms)
+    unit: Matrix = (matrix / np.where(norms == 0.0, 1.0, norms)).astype(np.float32, copy=False)
     return unit
 
 
@@ -40,7 +40,7 @@ def cuda_available() -> bool:
 
 
 def resolve_device(device: str) -> str:
-    """"auto" -> "cuda" when a GPU is visible, else "cpu"; "cpu" and "cuda..." are kept."""
+    """ "auto" -> "cuda" when a GPU is visible, else "cpu"; "cpu" and "cuda..." are kept."""
     if device == "auto":
         return "cuda" if cuda_available() else "cpu"
     if device != "cpu" and not device.startswith("cuda"):

@@ -73,10 +73,13 @@ class SimilarityPolicy:
     min_score: float | None = None  # neighbours scoring below are dropped (the list may get shorter)
     weights: HybridWeights = DENSE_ONLY
     candidates: int = 0  # dense candidates re-ranked by the hybrid score (at least top_k are)
+    slack: int = 0  # pool members kept beyond pool_size, so most changes need no search (core/pools)
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {self.top_k}")
+        if self.slack < 0:
+            raise ValueError(f"slack must not be negative, got {self.slack}")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SimilarityPolicy:
@@ -86,11 +89,17 @@ class SimilarityPolicy:
             min_score=settings.min_score,
             weights=HybridWeights.from_settings(settings),
             candidates=settings.rerank_candidates,
+            slack=settings.pool_slack,
         )
 
     @property
     def pool_size(self) -> int:
         return self.top_k if self.weights.is_dense_only else max(self.top_k, self.candidates)
+
+    @property
+    def pool_cap(self) -> int:
+        """The most members a pool keeps: pool_size plus the slack."""
+        return self.pool_size + self.slack
 
     def admission(self, pool: Sequence[Neighbor]) -> float:
         """The dense score a product needs to enter this pool: its last score once full, else -1."""

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     hybrid_code_weight: float = Field(default=1.0, ge=0)
     hybrid_lexical_weight: float = Field(default=0.25, ge=0)
     rerank_candidates: int = Field(default=50, ge=1)
+    # Pool members kept beyond rerank_candidates (core/pools): a change that pushes members out needs a
+    # new search only once the slack is used up. 16 kept searches under 1 per 100 updates (bench refresh).
+    pool_slack: int = Field(default=16, ge=0)
     # Reverse-neighbour refresh (design.md §4): recompute the lists a change can alter, not only its own.
     refresh_enabled: bool = True
     refresh_fanout: int = Field(default=50, ge=0)

@@ -1,0 +1,419 @@
+"""The lists one batch alters, updated from the batch's scores: a fixed number of round trips per batch.
+
+For the products whose vector the batch changed (``moved``) and the ones it deleted (``gone``):
+
+1. discover (one pipeline): each moved product's pool state, then its KNN (its own new pool, and the
+   nearby products whose pool it may enter, with their bound ``kth``); the rev sets of moved and gone
+   products (the pools holding them); the lowest bound of any pool;
+2. reverse ranges (one pipeline, only when needed): vector range searches per band of bounds, for the
+   products far down a moved product's ranking whose own pool is weak enough to admit it;
+3. read (one pipeline): the pool state, vector and text of every affected list's owner;
+4. score: one matrix product of the moved vectors against the owners' vectors (core/scoring); each
+   pool is updated from its pairs' new scores alone (core/pools);
+5. search (one pipeline, rare): the pools that ran out of slack, or whose owner's vector moved;
+6. PREPARE (one pipeline): compare-and-set of every pool, the lists to emit versioned
+   (core/list_store). A pool another worker moved meanwhile is read and recomputed again (3-6).
+
+A list touched by several products of the batch is computed and written once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import redis
+
+from simstream.core.hybrid import pair_score
+from simstream.core.list_store import ListState, ListStore, Mode, PoolProposal, Prepared, StoredList
+from simstream.core.pools import COMPLETE, Pool, PoolEntry, Score, apply_changes, pool_from_ranked, ranked_items
+from simstream.core.redis_client import command, redis_errors
+from simstream.core.redis_replies import parse_search, text
+from simstream.core.scoring import dense_scores
+from simstream.core.similarity import SimilarityPolicy, lists_equal
+from simstream.core.vector_store import KnnFilter, Vector, knn_query, range_query
+
+# Rounds of recomputing the pools another worker changed meanwhile within one batch.
+LIST_ATTEMPTS = 4
+# Bands of the reverse range search: narrower bands return fewer false candidates, more bands cost
+# more queries; pools with the bound COMPLETE admit anything and are found by the KNN's reach.
+MAX_BANDS = 8
+MIN_BAND_WIDTH = 0.05
+# Results of one vector range query at most (RediSearch's own default bound is 1,000,000).
+RANGE_RESULTS_CAP = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """What a list is computed from: its product's vector, version, text and category."""
+
+    vector: Vector
+    version: int
+    text: str
+    category: str
+
+
+@dataclass(slots=True)
+class RefreshCounts:
+    touched: int = 0  # lists examined (updated from scores, or searched)
+    searched: int = 0  # lists recomputed from a KNN: moved owners, and pools out of slack
+    conflicts: int = 0  # pools another worker moved meanwhile (read and recomputed)
+    round_trips: int = 0
+
+
+@dataclass(slots=True)
+class RefreshOutcome:
+    lists: list[StoredList] = field(default_factory=list)
+    counts: RefreshCounts = field(default_factory=RefreshCounts)
+
+
+def admission_bands(lowest: float | None, highest: float) -> list[tuple[float, float]]:
+    """[low, high] bound bands covering [lowest, highest]; none when no bound is that low."""
+    if lowest is None or lowest > highest:
+        return []
+    count = max(1, min(MAX_BANDS, math.ceil((highest - lowest) / MIN_BAND_WIDTH)))
+    width = (highest - lowest) / count
+    return [(lowest + i * width, highest if i == count - 1 else lowest + (i + 1) * width) for i in range(count)]
+
+
+def _fold(category: str) -> str:
+    return category.strip().lower()
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    product_id: str
+    dense: float
+    kth: float | None
+    text: str
+
+
+class PoolRefresher:
+    """Turns a batch's changed vectors and deletes into the lists to emit (prepared, not committed)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        lists: ListStore,
+        policy: SimilarityPolicy,
+        *,
+        index_name: str,
+        model: str,
+        fanout: int = 0,
+        epsilon: float = 1e-4,
+        device: str = "cpu",
+    ) -> None:
+        self._client = client
+        self._lists = lists
+        self._keys = lists.keys
+        self._policy = policy
+        self._index = index_name
+        self._model = model
+        self._reach = max(policy.pool_cap, fanout)  # KNN size: the own pool and the admission candidates
+        self._epsilon = epsilon
+        self._device = device
+
+    # --- the batch ---------------------------------------------------------------------------------
+
+    def refresh(
+        self,
+        moved: Mapping[str, Owner],
+        gone: Sequence[str],
+        *,
+        own_only: Sequence[str] = (),
+        reverse: bool = True,
+        emit_all: bool = False,
+    ) -> RefreshOutcome:
+        """Every list ``moved`` and ``gone`` can alter, prepared; ``own_only``: products whose own list
+        is emitted again from its pool (a metadata-only update); ``reverse`` False: own lists only."""
+        outcome = RefreshOutcome()
+        counts = outcome.counts
+        own_states, own_hits, holders, lowest = self._discover(moved, [*gone] if reverse else [], counts)
+        affected: set[str] = set(own_only)
+        if reverse:
+            affected |= holders
+            affected |= self._admitting(moved, own_hits, lowest, counts)
+        affected -= set(moved) | set(gone)
+
+        proposals: dict[str, PoolProposal] = {}
+        for pid, owner in moved.items():
+            pool = self._pool_from_hits(owner, own_hits[pid])
+            proposals[pid] = self._proposal(pid, owner, own_states[pid], pool, own=True, emit_all=emit_all)
+        counts.searched += len(moved)
+        pending = sorted(affected)
+        forced_own = set(own_only)
+        ready: dict[str, StoredList] = {}
+        for _attempt in range(LIST_ATTEMPTS):
+            if pending:
+                proposals.update(self._updated(pending, moved, gone, forced_own, emit_all, counts))
+            if not proposals:
+                break
+            prepared = self._prepare(proposals, counts)
+            ready.update(prepared.ready)
+            counts.conflicts += len(prepared.retry)
+            retry_own = {pid: moved[pid] for pid in prepared.retry if pid in moved}
+            proposals = self._searched(retry_own, counts, own=True, emit_all=emit_all)
+            pending = sorted(pid for pid in prepared.retry if pid not in moved)
+        outcome.lists = list(ready.values())
+        return outcome
+
+    def _prepare(self, proposals: Mapping[str, PoolProposal], counts: RefreshCounts) -> Prepared:
+        counts.round_trips += 1
+        return self._lists.prepare(proposals)
+
+    # --- 1. discover ---------------------------------------------------------------------------------
+
+    def _discover(
+        self, moved: Mapping[str, Owner], gone: Sequence[str], counts: RefreshCounts
+    ) -> tuple[dict[str, ListState], dict[str, list[_Hit]], set[str], float | None]:
+        ids = list(moved)
+        if not ids and not gone:
+            return {}, {}, set(), None
+        pipe = self._client.pipeline(transaction=False)
+        self._lists.queue_state_reads(pipe, ids)  # before the searches: compare-and-set order
+        for pid in ids:
+            self._queue_knn(pipe, moved[pid])
+        watched = [*ids, *gone]
+        for pid in watched:
+            pipe.smembers(self._keys.rev(pid))
+        if ids:
+            command(pipe,
+                "FT.SEARCH", self._index, "@kth:[(-1 +inf]",
+                "SORTBY", "kth", "ASC", "RETURN", 1, "kth", "LIMIT", 0, 1, "DIALECT", 2,
+            )  # fmt: skip
+        counts.round_trips += 1
+        with redis_errors(f"discover the lists {len(ids)} change(s) and {len(gone)} delete(s) alter"):
+            replies = pipe.execute()
+        states = self._lists.parse_states(ids, replies[: 2 * len(ids)])
+        rest = replies[2 * len(ids) :]
+        hits = {pid: self._hits(pid, reply) for pid, reply in zip(ids, rest[: len(ids)], strict=True)}
+        rev_replies = rest[len(ids) : len(ids) + len(watched)]
+        holders = {text(member) for members in rev_replies for member in members}
+        lowest: float | None = None
+        if ids:
+            found = parse_search(rest[-1]).hits
+            lowest = float(found[0].fields["kth"]) if found else None
+        return states, hits, holders, lowest
+
+    def _queue_knn(self, pipe: Any, owner: Owner) -> None:
+        fetch = self._reach + 1  # the product itself is usually its own nearest neighbour
+        command(pipe,
+            "FT.SEARCH", self._index, knn_query(fetch, self._filter(owner)),
+            "PARAMS", 2, "vec", _blob(owner.vector),
+            "SORTBY", "dist", "RETURN", 3, "dist", "kth", "text", "LIMIT", 0, fetch, "DIALECT", 2,
+        )  # fmt: skip
+
+    def _filter(self, owner: Owner) -> KnnFilter | None:
+        return KnnFilter(category=owner.category) if self._policy.same_category_only and owner.category else None
+
+    def _hits(self, own_id: str, reply: Any) -> list[_Hit]:
+        found = []
+        for hit in parse_search(reply).hits:
+            pid = self._keys.product_id_of(hit.key)
+            if pid == own_id:
+                continue
+            kth = hit.fields.get("kth")
+            found.append(
+                _Hit(
+                    pid,
+                    1.0 - float(hit.fields["dist"]),
+                    None if kth is None else float(kth),
+                    hit.fields.get("text", ""),
+                )
+            )
+        return found[: self._reach]
+
+    def _pool_from_hits(self, owner: Owner, hits: Sequence[_Hit]) -> Pool:
+        cap = self._policy.pool_cap
+        weights = self._policy.weights
+        entries = [
+            PoolEntry(hit.product_id, hit.dense, pair_score(owner.text, hit.text, hit.dense, weights))
+            for hit in hits[:cap]
+        ]
+        return pool_from_ranked(entries, asked=cap, source_version=owner.version)
+
+    # --- 2. reverse ranges -------------------------------------------------------------------------
+
+    def _admitting(
+        self, moved: Mapping[str, Owner], hits: Mapping[str, list[_Hit]], lowest: float | None, counts: RefreshCounts
+    ) -> set[str]:
+        """The products whose pool a moved product may now enter: its score reaches their bound."""
+        found: dict[str, list[_Hit]] = {pid: list(hits.get(pid, [])) for pid in moved}
+        # Similarity is symmetric, nearness is not: a product Q far down P's ranking can still admit P
+        # when Q's own pool is weak. Q beyond P's reach scores at most the reach's last score, and
+        # admits P only when that is above Q's bound: one range search per band of bounds.
+        searches: list[tuple[str, float, KnnFilter]] = []
+        for pid, owner in moved.items():
+            near = hits.get(pid, [])
+            if len(near) < self._reach:
+                continue  # the KNN reached every candidate
+            category = owner.category if self._policy.same_category_only and owner.category else None
+            for low, high in admission_bands(lowest, near[-1].dense):
+                searches.append((pid, low, KnnFilter(category=category, min_kth=low, max_kth=high)))
+        if searches:
+            pipe = self._client.pipeline(transaction=False)
+            for pid, low, flt in searches:
+                radius = min(2.0, max(0.0, 1.0 - low))  # COSINE distance = 1 - cosine, in [0, 2]
+                command(pipe,
+                    "FT.SEARCH", self._index, range_query(flt),
+                    "PARAMS", 4, "radius", repr(radius), "vec", _blob(moved[pid].vector),
+                    "SORTBY", "dist", "RETURN", 2, "dist", "kth", "LIMIT", 0, RANGE_RESULTS_CAP, "DIALECT", 2,
+                )  # fmt: skip
+            counts.round_trips += 1
+            with redis_errors(f"run {len(searches)} reverse range search(es)"):
+                replies = pipe.execute()
+            for (pid, _, _), reply in zip(searches, replies, strict=True):
+                found[pid].extend(self._hits(pid, reply) if reply else [])
+        admitting: set[str] = set()
+        for candidates in found.values():
+            for hit in candidates:
+                if hit.kth is None or hit.kth <= COMPLETE or hit.dense > hit.kth:
+                    admitting.add(hit.product_id)
+        return admitting
+
+    # --- 3-5. read, score, search ------------------------------------------------------------------
+
+    def _updated(
+        self,
+        ids: Sequence[str],
+        moved: Mapping[str, Owner],
+        gone: Sequence[str],
+        forced_own: set[str],
+        emit_all: bool,
+        counts: RefreshCounts,
+    ) -> dict[str, PoolProposal]:
+        """Proposals for these lists: their pools updated from the batch's scores, or searched again."""
+        states, owners = self._read(ids, counts)
+        present = [pid for pid in ids if pid in owners]
+        counts.touched += len(present)
+        moved_ids = list(moved)
+        scores = (
+            dense_scores(
+                np.stack([moved[p].vector for p in moved_ids]),
+                np.stack([owners[q].vector for q in present]),
+                device=self._device,
+            )
+            if moved_ids and present
+            else np.zeros((0, 0), dtype=np.float32)
+        )
+        gone_set = set(gone)
+        proposals: dict[str, PoolProposal] = {}
+        search: dict[str, Owner] = {}
+        for column, qid in enumerate(present):
+            owner, state = owners[qid], states[qid]
+            pool = state.pool
+            if pool is None or pool.source_version != owner.version:
+                search[qid] = owner  # no pool yet, or computed for an older vector of its owner
+                continue
+            members = set(pool.members())
+            changes: dict[str, Score | None] = {pid: None for pid in gone_set & members}
+            for row, pid in enumerate(moved_ids):
+                dense = float(scores[row, column])
+                if not self._candidate(owner, moved[pid]):
+                    if pid in members:
+                        changes[pid] = None
+                    continue
+                if pid in members or pool.admits(dense):
+                    changes[pid] = Score(dense, pair_score(owner.text, moved[pid].text, dense, self._policy.weights))
+            updated = apply_changes(pool, changes, pool_size=self._policy.pool_size, cap=self._policy.pool_cap)
+            if updated is None:
+                search[qid] = owner  # the slack ran out
+                continue
+            proposals[qid] = self._proposal(qid, owner, state, updated, own=qid in forced_own, emit_all=emit_all)
+        proposals.update(self._searched(search, counts, own=False, emit_all=emit_all, forced=forced_own))
+        return proposals
+
+    def _read(self, ids: Sequence[str], counts: RefreshCounts) -> tuple[dict[str, ListState], dict[str, Owner]]:
+        pipe = self._client.pipeline(transaction=False)
+        self._lists.queue_state_reads(pipe, ids)  # before the vectors: compare-and-set order
+        self._queue_owner_reads(pipe, ids)
+        counts.round_trips += 1
+        with redis_errors(f"read {len(ids)} list(s) to update"):
+            replies = pipe.execute()
+        return self._lists.parse_states(ids, replies[: 2 * len(ids)]), self._owners(ids, replies[2 * len(ids) :])
+
+    def read_owners(self, ids: Sequence[str]) -> dict[str, Owner]:
+        """The stored vector, version, text and category of the ids that exist."""
+        if not ids:
+            return {}
+        pipe = self._client.pipeline(transaction=False)
+        self._queue_owner_reads(pipe, ids)
+        with redis_errors(f"read {len(ids)} product(s)"):
+            return self._owners(ids, pipe.execute())
+
+    def _queue_owner_reads(self, pipe: Any, ids: Sequence[str]) -> None:
+        for pid in ids:
+            pipe.hmget(self._keys.product(pid), ["embedding", "version", "text", "category"])
+
+    def _owners(self, ids: Sequence[str], replies: Sequence[Any]) -> dict[str, Owner]:
+        owners: dict[str, Owner] = {}
+        for pid, (blob, version, body, category) in zip(ids, replies, strict=True):
+            if blob is None or version is None:
+                continue  # deleted meanwhile: its tombstone covers it
+            owners[pid] = Owner(
+                np.frombuffer(blob, dtype="<f4").astype(np.float32),
+                int(version),
+                "" if body is None else text(body),
+                "" if category is None else text(category),
+            )
+        return owners
+
+    def _searched(
+        self,
+        owners: Mapping[str, Owner],
+        counts: RefreshCounts,
+        *,
+        own: bool,
+        emit_all: bool,
+        forced: set[str] | None = None,
+    ) -> dict[str, PoolProposal]:
+        """Proposals for pools recomputed from a KNN (the state read first: compare-and-set order)."""
+        if not owners:
+            return {}
+        ids = list(owners)
+        pipe = self._client.pipeline(transaction=False)
+        self._lists.queue_state_reads(pipe, ids)
+        for pid in ids:
+            self._queue_knn(pipe, owners[pid])
+        counts.round_trips += 1
+        counts.searched += len(ids)
+        with redis_errors(f"search {len(ids)} pool(s) again"):
+            replies = pipe.execute()
+        states = self._lists.parse_states(ids, replies[: 2 * len(ids)])
+        proposals = {}
+        for pid, reply in zip(ids, replies[2 * len(ids) :], strict=True):
+            pool = self._pool_from_hits(owners[pid], self._hits(pid, reply))
+            is_own = own or (forced is not None and pid in forced)
+            proposals[pid] = self._proposal(pid, owners[pid], states[pid], pool, own=is_own, emit_all=emit_all)
+        return proposals
+
+    def _candidate(self, owner: Owner, other: Owner) -> bool:
+        """May ``other`` be in ``owner``'s list (same category when the policy says so)?"""
+        if not self._policy.same_category_only or not _fold(owner.category):
+            return True
+        return _fold(other.category) == _fold(owner.category)
+
+    def _proposal(
+        self, pid: str, owner: Owner, state: ListState, pool: Pool, *, own: bool, emit_all: bool
+    ) -> PoolProposal:
+        policy = self._policy
+        items = policy.keep(ranked_items(pool, pool_size=policy.pool_size, top_k=policy.top_k))
+        current = state.current
+        mode: Mode = "forced" if emit_all else "emit"
+        if (
+            not own
+            and not emit_all
+            and current is not None
+            and current.source_version == owner.version
+            and current.model == self._model
+            and lists_equal(current.items, items, self._epsilon)
+        ):
+            mode = "same"
+        return PoolProposal(state, pool, items, owner.version, self._model, mode=mode)
+
+
+def _blob(vector: Vector) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
