@@ -21,7 +21,7 @@ from support.acl import DEPLOY_ACL_FILE, STOREFRONT, WORKER, render_acl_rules
 from support.streaming import RunningWorker, create_stream_topics, event, publish, stream_settings, wait_for
 
 from simstream.core.encoder import TransformerEncoder
-from simstream.core.list_store import ListProposal, ListStore, ListWrite
+from simstream.core.list_store import ListStore, ListWrite
 from simstream.core.namespace import namespace_fields
 from simstream.core.redis_client import command, make_redis_client
 from simstream.core.redis_replies import parse_search
@@ -166,12 +166,9 @@ def test_the_storefront_user_reads_and_searches_but_cannot_change_anything(deplo
     store.ensure_index(DIM, "stand-in@0")
     vectors = {"a": _vector(1.0), "b": _vector(1.0, 0.3), "c": _vector(0.2, 1.0)}
     assert store.upsert([_write(pid, vector) for pid, vector in vectors.items()]) == [True, True, True]
-    # A list made current as the pipeline does it: stamped, prepared, (emitted,) committed.
+    # A list made current as the pipeline does it: prepared (versioned), (emitted,) committed.
     lists = ListStore.from_settings(worker_settings, worker_client)
-    proposal = ListProposal(
-        ListWrite([Neighbor("b", 0.95), Neighbor("c", 0.3)], 1, "stand-in@0"), store.catalog_stamp()
-    )
-    assert lists.commit(lists.prepare({"a": proposal}).ready.values()) == [True]
+    assert "a" in lists.write_lists({"a": ListWrite([Neighbor("b", 0.95), Neighbor("c", 0.3)], 1, "stand-in@0")})
     worker_client.close()
 
     keys = store.keys

@@ -14,7 +14,7 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from simstream.core.list_store import ListProposal, ListStore, ListWrite
+from simstream.core.list_store import ListStore, ListWrite
 from simstream.core.namespace import namespace_fields
 from simstream.core.redis_client import command, make_redis_client
 from simstream.core.redis_replies import parse_info, text
@@ -98,12 +98,13 @@ def test_a_restart_with_the_acl_user_on_replays_every_write(tmp_path: Path) -> N
         assert all(store.upsert([_write(i, 2, rng) for i in range(0, PRODUCTS, 4)]))
         assert all(store.delete([(f"p{i}", 3) for i in range(1, PRODUCTS, 10)]))
         lists = ListStore.from_settings(settings, client)
-        stamp = store.catalog_stamp()
-        proposals = {
-            f"p{i}": ListProposal(ListWrite([Neighbor(f"p{i + 2}", 0.9), Neighbor(f"p{i + 4}", 0.8)], 1, "m@0"), stamp)
-            for i in range(0, PRODUCTS - 4, 2)
-        }
-        assert all(lists.commit(lists.prepare(proposals).ready.values()))
+        written = lists.write_lists(
+            {
+                f"p{i}": ListWrite([Neighbor(f"p{i + 2}", 0.9), Neighbor(f"p{i + 4}", 0.8)], 1, "m@0")
+                for i in range(0, PRODUCTS - 4, 2)
+            }
+        )
+        assert len(written) == len(range(0, PRODUCTS - 4, 2))
         before = _snapshot(client, settings.redis_prefix, settings.index_name)
         client.close()
         # A clock that rose once per scripted write (at least): every write went through the scripts.

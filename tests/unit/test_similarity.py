@@ -215,11 +215,11 @@ def test_admission_is_the_full_pools_last_dense_score() -> None:
     assert strict.may_score(0.8) and not strict.may_score(0.7)
 
 
-# --- reverse-search bands (core/refresh) ----------------------------------------------------------
+# --- reverse-search bands (core/pool_refresh) ----------------------------------------------------------
 
 
 def test_admission_bands_cover_the_thresholds_that_can_admit() -> None:
-    from simstream.core.refresh import MAX_BANDS, admission_bands
+    from simstream.core.pool_refresh import MAX_BANDS, admission_bands
 
     assert admission_bands(None, 0.6) == []  # no full pool anywhere
     assert admission_bands(0.7, 0.6) == []  # every threshold is above what P can score beyond its fan-out
