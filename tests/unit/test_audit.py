@@ -21,7 +21,7 @@ from simstream.core.audit import (
     threshold_failures,
 )
 from simstream.core.hybrid import HybridWeights
-from simstream.core.list_store import ListWrite, StoredList, decode_list, list_payload
+from simstream.core.list_store import StoredList, decode_list, list_payload
 from simstream.core.similarity import SimilarityPolicy, exact_lists
 from simstream.core.vector_store import Neighbor, Vector
 from simstream.schemas.settings import Settings
@@ -32,7 +32,7 @@ POLICY = SimilarityPolicy(top_k=3)
 
 
 def stored(owner: str, items: Sequence[Neighbor], list_version: int = 1) -> StoredList:
-    return decode_list(list_payload(owner, ListWrite(items, 1, MODEL), list_version, AT))
+    return decode_list(list_payload(owner, items, 1, MODEL, list_version, AT))
 
 
 class FakeSource:

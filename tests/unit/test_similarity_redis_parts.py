@@ -89,7 +89,9 @@ def test_keys_share_the_prefix_and_round_trip_product_ids() -> None:
 @pytest.mark.parametrize("product_id", ["sku-1", 'tricky "list_version":0, id', "数码"])
 def test_list_payload_is_valid_similar_items_json(product_id: str) -> None:
     write = ListWrite([Neighbor("n1", 0.91234567), Neighbor('also "list_version":0,', 0.5)], 17, "m@rev")
-    payload = list_payload(product_id, write, 42, datetime(2026, 11, 29, 12, tzinfo=UTC))
+    payload = list_payload(
+        product_id, write.items, write.source_version, write.model, 42, datetime(2026, 11, 29, 12, tzinfo=UTC)
+    )
     record = decode_similar_items(payload)
     assert record.product_id == product_id
     assert record.list_version == 42
