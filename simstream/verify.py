@@ -16,6 +16,7 @@ import redis
 from simstream.core.audit import Thresholds, VerifyReport, audit, threshold_failures
 from simstream.core.errors import SimstreamError
 from simstream.core.list_store import ListStore, StoredList
+from simstream.core.query_syntax import escape_glob
 from simstream.core.redis_client import make_redis_client, redis_errors
 from simstream.core.redis_replies import text
 from simstream.core.similarity import SimilarityPolicy
@@ -77,7 +78,7 @@ class RedisAuditSource:
         return self._lists.rev_many(ids)
 
     def _scan_ids(self, key_prefix: str) -> list[str]:
-        pattern = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in key_prefix) + "*"
+        pattern = escape_glob(key_prefix) + "*"
         with redis_errors(f"scan keys {pattern!r}"):
             keys = [text(key) for key in self._client.scan_iter(match=pattern, count=1000)]
         return sorted({key.removeprefix(key_prefix) for key in keys})

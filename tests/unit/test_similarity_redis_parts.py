@@ -1,5 +1,5 @@
-"""The pure parts of the Redis store: KNN query text, TAG escaping, RESP2/RESP3 reply parsing, key layout,
-and the similar-items JSON whose list version the write script fills in."""
+"""The pure parts of the Redis store (query text and escaping: test_query_syntax.py): RESP2/RESP3 reply
+parsing, key layout, and the similar-items JSON whose list version the write script fills in."""
 
 from __future__ import annotations
 
@@ -15,25 +15,8 @@ from simstream.core.errors import StoreUnavailableError
 from simstream.core.list_store import ListWrite, decode_list, list_payload
 from simstream.core.redis_keys import RedisKeys
 from simstream.core.redis_replies import info_attributes, parse_info, parse_search
-from simstream.core.vector_store import KnnFilter, Neighbor, RedisVectorStore, escape_tag, knn_query
+from simstream.core.vector_store import Neighbor, RedisVectorStore
 from simstream.schemas.codec import decode_similar_items
-
-
-def test_escape_tag_backslashes_everything_but_letters_and_digits() -> None:
-    assert escape_tag("TV, Video & Home-Audio") == r"TV\,\ Video\ \&\ Home\-Audio"
-    assert escape_tag("a.b/c(d)|e{f}") == r"a\.b\/c\(d\)\|e\{f\}"
-    assert escape_tag("数码相机2 Bose®") == "数码相机2\\ Bose®"
-
-
-def test_knn_query_without_filter_searches_everything() -> None:
-    assert knn_query(11, None) == "*=>[KNN 11 @embedding $vec AS dist]"
-    assert knn_query(3, KnnFilter(category="  ", brand="")) == "*=>[KNN 3 @embedding $vec AS dist]"
-
-
-def test_knn_query_combines_tag_and_numeric_filters() -> None:
-    query = knn_query(5, KnnFilter(category="Cameras, Photo", brand="Sony", min_price=10, max_price=None))
-    assert query == r"(@category:{Cameras\,\ Photo} @brand:{Sony} @price:[10.0 +inf])=>[KNN 5 @embedding $vec AS dist]"
-    assert "@price:[-inf 2.5]" in knn_query(5, KnnFilter(max_price=2.5))
 
 
 def test_parse_search_reads_resp2_and_resp3_alike() -> None:

@@ -1,0 +1,98 @@
+"""The values the vector store's modules share: what is written, what is read back, what a query asks.
+
+They live apart from ``vector_store`` (which re-exports them) so that the index, product and query
+modules composed there can import them without an import cycle.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from simstream.core.redis_scripts import UPSERT_APPLIED, UPSERT_NEEDS_EMBEDDING, UPSERT_STALE
+
+Vector = npt.NDArray[np.float32]
+Algorithm = Literal["HNSW", "FLAT"]
+
+# Lua compares versions as doubles: integers beyond 2**53 would compare wrongly.
+MAX_VERSION = 2**53
+# TAG values are split on this separator; Abt-Buy categories hold commas, so use a control character.
+TAG_SEPARATOR = "\x1f"
+# Results of one vector range query at most (RediSearch's own default bound is 1,000,000).
+RANGE_RESULTS_CAP = 100_000
+# Fields returned by ``metadata`` (what the CLI shows next to a neighbour).
+METADATA_FIELDS = ("title", "brand", "category", "price")
+
+
+@dataclass(frozen=True, slots=True)
+class ProductWrite:
+    product_id: str
+    version: int
+    content_hash: str
+    model: str
+    title: str
+    brand: str
+    category: str
+    price: float | None
+    updated_at: float
+    embedding: Vector | None  # None => metadata-only update that keeps the stored embedding
+    text: str = ""  # the embedded text, kept for the hybrid score's lexical evidence (core/hybrid)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    version: int
+    content_hash: str | None
+    exists: bool  # False => deleted (the fence remembers the delete's version)
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbor:
+    product_id: str
+    score: float  # cosine similarity = 1 - COSINE distance
+
+
+@dataclass(frozen=True, slots=True)
+class KnnFilter:
+    category: str | None = None
+    brand: str | None = None
+    min_price: float | None = None
+    max_price: float | None = None
+    # Only products whose admission threshold (``kth``) lies in [min_kth, max_kth]: the
+    # reverse-neighbour search of core/refresh.
+    min_kth: float | None = None
+    max_kth: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RangeQuery:
+    """Every product (but ``product_id``) whose cosine with ``vector`` is at least ``min_score``."""
+
+    product_id: str
+    vector: Vector
+    min_score: float
+    flt: KnnFilter | None = None
+
+
+class UpsertResult(enum.Enum):
+    APPLIED = UPSERT_APPLIED
+    STALE = UPSERT_STALE  # older or equal version: nothing changed
+    NEEDS_EMBEDDING = UPSERT_NEEDS_EMBEDDING  # metadata-only write, but the stored embedding doesn't match
+
+
+def vector_blob(vector: Vector, dim: int | None) -> bytes:
+    """The FLOAT32 little-endian bytes the index stores and KNN queries send; ``dim`` None: not checked."""
+    array = np.asarray(vector, dtype="<f4")
+    if array.ndim != 1 or (dim is not None and array.shape[0] != dim):
+        raise ValueError(f"expected a vector of shape ({dim},), got {array.shape}")
+    return array.tobytes()
+
+
+def blob_vector(blob: bytes) -> Vector:
+    """A stored embedding back as a vector (the inverse of ``vector_blob``)."""
+    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
