@@ -61,7 +61,7 @@ def command_name(args: tuple[Any, ...] | list[Any]) -> str:
     if not args:
         return "?"
     head = args[0]
-    text = head.decode(errors="replace") if isinstance(head, bytes | bytearray | memoryview) else str(head)
+    text = bytes(head).decode(errors="replace") if isinstance(head, bytes | bytearray | memoryview) else str(head)
     return text.upper()
 
 
