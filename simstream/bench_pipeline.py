@@ -24,7 +24,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -144,6 +144,16 @@ def _cleanup(settings: Settings) -> None:
             future.result(30)
 
 
+def _bulk_lister() -> Callable[..., Any]:
+    """core/bulk_lists.build_all_lists, imported only when a generated catalog needs it."""
+    try:
+        from simstream.core.bulk_lists import build_all_lists
+    except ImportError as exc:
+        raise BenchError(f"a generated catalog needs simstream.core.bulk_lists.build_all_lists: {exc}") from exc
+    lister: Callable[..., Any] = build_all_lists
+    return lister
+
+
 def _generated_writes(corpus: Corpus, model_id: str, start: int, stop: int, offset: int) -> list[ProductWrite]:
     """Rows ``start:stop`` of the corpus as version-1 products ``gen-<n>`` (n counted from ``offset``)."""
     now = time.time()
@@ -198,8 +208,7 @@ def _write_and_list(
     client: redis.Redis,
     generate_s: float,
 ) -> dict[str, Any]:
-    from simstream.core.bulk_lists import build_all_lists  # the lead's bulk lister (core/bulk_lists.py)
-
+    build_all_lists = _bulk_lister()
     store = RedisVectorStore.from_settings(settings, client)
     store.ensure_index(encoder.dim, encoder.model_id)
     started = time.perf_counter()
@@ -280,6 +289,8 @@ def run_pipeline_bench(
     size = len(rows) if catalog_size is None else catalog_size
     if size < len(rows):
         raise ValueError(f"catalog_size {size} is below the {len(rows)} real offers (use catalog_limit)")
+    if size > len(rows):
+        _bulk_lister()  # fail before any work when the bulk lister is missing
     private = _private(settings)
     model = encoder or TransformerEncoder.from_settings(private)
     versions = dict.fromkeys((row.product_id for row in rows), 1)

@@ -215,12 +215,16 @@ def _bench_more(args: argparse.Namespace, settings: Settings) -> int:
         )  # fmt: skip
         print(orjson.dumps(result).decode() if args.json else format_redis_table(result))
     elif args.target == "pipeline":
-        from simstream.bench_pipeline import format_pipeline_table, run_pipeline_bench
+        from simstream.bench_pipeline import BenchError, format_pipeline_table, run_pipeline_bench
 
-        result = run_pipeline_bench(
-            settings, catalog_limit=args.catalog_limit, catalog_size=args.catalog_size,
-            encode_budget_s=args.encode_budget_s, backlog=args.backlog, paced_seconds=args.paced_seconds,
-        )  # fmt: skip
+        try:
+            result = run_pipeline_bench(
+                settings, catalog_limit=args.catalog_limit, catalog_size=args.catalog_size,
+                encode_budget_s=args.encode_budget_s, backlog=args.backlog, paced_seconds=args.paced_seconds,
+            )  # fmt: skip
+        except (BenchError, ValueError) as exc:
+            print(f"simstream bench pipeline: {exc}", file=sys.stderr)
+            return 1
         print(orjson.dumps(result).decode() if args.json else format_pipeline_table(result))
     elif args.target == "scoring":
         from simstream.bench_scoring import format_scoring_table, run_scoring_bench
