@@ -230,7 +230,7 @@ def _write_and_list(
         "generated_source": source,
         "real_texts_encoded": first,
         "generate_s": round(generate_s, 2),
-        "write_s": round(write_s, 2),
+        "write_s": round(write_s, 3),
         "write_products_per_s": round((catalog_size - first) / write_s, 1),
         "lists_s": round(report.seconds, 2),
         "lists_wall_s": round(lists_wall_s, 2),

@@ -6,7 +6,7 @@ RNG: their scores do not matter, only their cost, which depends on the shapes al
   they affect (4,096 by default); best of a few repeats.
 - ``block_top_k``: every product's exact top-66 over the whole catalog, block by block, at the
   2,173 real offers and at ``size`` (100,000 by default); one run each (the large one dominates the
-  bench: on this 2-core CPU about 2.5 minutes).
+  bench: on a 2-core CPU about 3 minutes).
 cuda runs when ``simstream.core.scoring.cuda_available()``, after one warm-up call (cuBLAS start-up).
 """
 

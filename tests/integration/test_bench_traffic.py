@@ -77,7 +77,7 @@ def test_pipeline_bench_on_a_generated_catalog_reports_setup_and_redis_traffic(
     )  # fmt: skip
     setup = result["setup"]
     assert setup["generated"] == 60 and setup["generated_source"] == {"reencoded_variants": 0, "synthesised": 60}
-    assert setup["generate_s"] > 0 and setup["write_s"] > 0 and setup["lists_s"] >= 0
+    assert setup["generate_s"] > 0 and setup["write_products_per_s"] > 0 and setup["lists_s"] >= 0
     (call,) = bulk_lists
     assert call["args"][3] == default_encoder.model_id and call["kwargs"]["device"] in ("cpu", "cuda")
     assert result["config"]["catalog"] == 90 and result["config"]["real_offers"] == 30
