@@ -1,9 +1,16 @@
 """``simstream bench pipeline``: the worker through the real Kafka and Redis.
 
 The real worker runs in a thread of this process on private topics, group, index and key prefix.
-1. load: the Abt-Buy catalog (creates) is published as a backlog; products/s to drain it.
-2. saturate: a backlog of updates (a title word dropped and two swapped: re-encode + refresh);
-   products/s to drain it is the sustained rate.
+0. setup (only with ``catalog_size`` above the real offers): a generated catalog is written straight to
+   Redis first, as an existing catalog the stream arrives on: variants of the real texts, re-encoded
+   within an encode budget, then synthesised vectors (bench_redis.build_corpus), upserted in pipelined
+   blocks, and their lists built in bulk (core/bulk_lists). Seconds to generate, write and list.
+1. load: the Abt-Buy catalog (creates at version 1) is published as a backlog; products/s to drain
+   it. On a generated catalog these are new products entering lists that already exist.
+2. saturate: a backlog of updates to real offers (a title word dropped and two swapped: re-encode +
+   refresh); products/s to drain it is the sustained rate. Redis traffic is counted meanwhile
+   (simstream/redis_traffic.py, process-wide: the worker's batches and its polls of Redis, such as
+   its position checks): round trips and commands per batch, FT.SEARCH commands per update.
 3. paced: updates published at 50% and 90% of that rate; freshness (Kafka record timestamp, set when
    produced, to the batch's lists being delivered and committed) p50/p99 from the worker's samples.
 4. encoder only: ``TransformerEncoder.encode`` on the same update texts, worker stopped; the pipeline's
@@ -17,28 +24,37 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from simstream.bench_redis import percentile, perturb_text
+from simstream.bench_redis import Corpus, build_corpus, percentile, perturb_text
 from simstream.consumers.stats import WorkerStats
 from simstream.consumers.worker import Worker, build_worker
 from simstream.core.encoder import Encoder, TransformerEncoder
 from simstream.core.errors import SimstreamError
+from simstream.core.list_store import ListStore
 from simstream.core.namespace import clear_redis_namespace, namespace_fields
-from simstream.core.text import build_text
+from simstream.core.redis_client import make_redis_client
+from simstream.core.scoring import resolve_device
+from simstream.core.similarity import SimilarityPolicy
+from simstream.core.text import build_text, content_hash
+from simstream.core.vector_store import ProductWrite, RedisVectorStore
 from simstream.demo import sample_catalog
 from simstream.producers.catalog import CatalogRow, read_catalog
 from simstream.producers.publish import product_event
+from simstream.redis_traffic import RedisTraffic, count_redis_traffic
 from simstream.schemas.codec import encode_event
 from simstream.schemas.events import ProductEvent
 from simstream.schemas.settings import Settings, kafka_client_config
 
 PACED_FRACTIONS = (0.5, 0.9)
 DRAIN_TIMEOUT_S = 600.0
+WRITE_BLOCK = 256  # generated products per pipelined upsert
+GENERATED_PREFIX = "gen-"
 
 
 class BenchError(SimstreamError):
@@ -128,6 +144,115 @@ def _cleanup(settings: Settings) -> None:
             future.result(30)
 
 
+def _bulk_lister() -> Callable[..., Any]:
+    """core/bulk_lists.build_all_lists, imported only when a generated catalog needs it."""
+    try:
+        from simstream.core.bulk_lists import build_all_lists
+    except ImportError as exc:
+        raise BenchError(f"a generated catalog needs simstream.core.bulk_lists.build_all_lists: {exc}") from exc
+    lister: Callable[..., Any] = build_all_lists
+    return lister
+
+
+def _generated_writes(corpus: Corpus, model_id: str, start: int, stop: int, offset: int) -> list[ProductWrite]:
+    """Rows ``start:stop`` of the corpus as version-1 products ``gen-<n>`` (n counted from ``offset``)."""
+    now = time.time()
+    return [
+        ProductWrite(
+            product_id=f"{GENERATED_PREFIX}{i - offset}",
+            version=1,
+            content_hash=content_hash(corpus.texts[i], model_id),
+            model=model_id,
+            title=corpus.titles[i],
+            brand=corpus.brands[i],
+            category=corpus.categories[i],
+            price=corpus.prices[i],
+            updated_at=now,
+            embedding=corpus.vectors[i],
+            text=corpus.texts[i],
+        )
+        for i in range(start, stop)
+    ]
+
+
+def _generate_catalog(
+    settings: Settings,
+    encoder: Encoder,
+    rows: Sequence[CatalogRow],
+    catalog_size: int,
+    *,
+    encode_budget_s: float,
+    seed: int,
+) -> dict[str, Any]:
+    """Write ``catalog_size - len(rows)`` generated products to Redis and build their lists; the timings.
+
+    The corpus starts with the real offers' own texts (variants are made from them and synthesised
+    vectors calibrated on them); only the rows after them are written: the real offers come through
+    the worker.
+    """
+    started = time.perf_counter()
+    corpus = build_corpus(
+        encoder, settings.text_template, catalog_size, encode_budget_s=encode_budget_s, seed=seed, base=rows
+    )
+    generate_s = time.perf_counter() - started
+    with contextlib.closing(make_redis_client(settings)) as client:
+        return _write_and_list(settings, encoder, corpus, len(rows), catalog_size, client, generate_s)
+
+
+def _write_and_list(
+    settings: Settings,
+    encoder: Encoder,
+    corpus: Corpus,
+    first: int,
+    catalog_size: int,
+    client: redis.Redis,
+    generate_s: float,
+) -> dict[str, Any]:
+    build_all_lists = _bulk_lister()
+    store = RedisVectorStore.from_settings(settings, client)
+    store.ensure_index(encoder.dim, encoder.model_id)
+    started = time.perf_counter()
+    for start in range(first, catalog_size, WRITE_BLOCK):
+        store.upsert(_generated_writes(corpus, encoder.model_id, start, min(catalog_size, start + WRITE_BLOCK), first))
+    if not store.wait_indexed(timeout_s=DRAIN_TIMEOUT_S):
+        raise BenchError(f"the index did not finish indexing {catalog_size - first} products in time")
+    write_s = time.perf_counter() - started
+    device = resolve_device(settings.device)
+    started = time.perf_counter()
+    report = build_all_lists(
+        store, ListStore.from_settings(settings, client), SimilarityPolicy.from_settings(settings), encoder.model_id,
+        device=device,
+    )  # fmt: skip
+    lists_wall_s = time.perf_counter() - started
+    source = {kind: count for kind, count in corpus.source.items() if kind != "catalog_texts"}
+    return {
+        "generated": catalog_size - first,
+        "generated_source": source,
+        "real_texts_encoded": first,
+        "generate_s": round(generate_s, 2),
+        "write_s": round(write_s, 3),
+        "write_products_per_s": round((catalog_size - first) / write_s, 1),
+        "lists_s": round(report.seconds, 2),
+        "lists_wall_s": round(lists_wall_s, 2),
+        "lists_products": report.products,
+        "lists_device": device,
+    }
+
+
+def _traffic_figures(traffic: RedisTraffic, batches: int, updates: int) -> dict[str, Any]:
+    snapshot = traffic.snapshot()
+    return {
+        "batches": batches,
+        "round_trips_per_batch": round(snapshot["round_trips"] / batches, 2) if batches else None,
+        "redis_commands_per_batch": round(snapshot["commands"] / batches, 2) if batches else None,
+        "searches_per_update": round(traffic.commands["FT.SEARCH"] / updates, 2),
+        "redis_traffic": {
+            **snapshot,
+            "scope": "process-wide while saturating: the worker's batches and its polls of Redis",
+        },
+    }
+
+
 def _freshness(samples: Sequence[float]) -> dict[str, float | int | None]:
     if not samples:
         return {"samples": 0, "p50_s": None, "p99_s": None}
@@ -142,21 +267,32 @@ def run_pipeline_bench(
     settings: Settings,
     *,
     catalog_limit: int | None = None,
+    catalog_size: int | None = None,
+    encode_budget_s: float = 120.0,
     backlog: int = 400,
     paced_seconds: float = 15.0,
     seed: int = 0,
     encoder: Encoder | None = None,
 ) -> dict[str, Any]:
-    """A JSON-ready dict (see :func:`format_pipeline_table`). Topics, index and keys are dropped after."""
+    """A JSON-ready dict (see :func:`format_pipeline_table`). Topics, index and keys are dropped after.
+
+    ``catalog_size``: products in all, the real offers (``catalog_limit`` of them, default all) plus
+    generated ones written before the worker starts (see the module doc); default: the real offers.
+    """
     if backlog < 1 or paced_seconds <= 0:
         raise ValueError("backlog must be at least 1 and paced_seconds positive")
-    private = _private(settings)
-    model = encoder or TransformerEncoder.from_settings(private)
     rng = random.Random(seed)
     abt, buy = sample_catalog()
     rows: list[CatalogRow] = [*read_catalog(abt, id_prefix="abt-"), *read_catalog(buy, id_prefix="buy-")]
     rng.shuffle(rows)
     rows = rows[:catalog_limit] if catalog_limit else rows
+    size = len(rows) if catalog_size is None else catalog_size
+    if size < len(rows):
+        raise ValueError(f"catalog_size {size} is below the {len(rows)} real offers (use catalog_limit)")
+    if size > len(rows):
+        _bulk_lister()  # fail before any work when the bulk lister is missing
+    private = _private(settings)
+    model = encoder or TransformerEncoder.from_settings(private)
     versions = dict.fromkeys((row.product_id for row in rows), 1)
 
     def updates(count: int) -> list[ProductEvent]:
@@ -170,6 +306,8 @@ def run_pipeline_bench(
     result: dict[str, Any] = {}
     worker: _BenchWorker | None = None
     try:
+        if size > len(rows):
+            result["setup"] = _generate_catalog(private, model, rows, size, encode_budget_s=encode_budget_s, seed=seed)
         worker = _BenchWorker(private, model)
         producer = _producer(private)
         done = 0
@@ -185,7 +323,10 @@ def run_pipeline_bench(
 
         drain("load", [product_event(row.product_id, 1, row.product) for row in rows])
         saturate_events = updates(backlog)
-        sustained = drain("saturate", saturate_events)
+        batches_before = worker.stats.batches
+        with count_redis_traffic() as traffic:
+            sustained = drain("saturate", saturate_events)
+        result["saturate"].update(_traffic_figures(traffic, worker.stats.batches - batches_before, backlog))
         for fraction in PACED_FRACTIONS:
             rate = sustained * fraction
             events = updates(max(1, round(rate * paced_seconds)))
@@ -216,7 +357,8 @@ def run_pipeline_bench(
         _cleanup(private)
     result["config"] = {
         "model": model.model_id,
-        "catalog": len(rows),
+        "catalog": size,
+        "real_offers": len(rows),
         "backlog": backlog,
         "paced_seconds": paced_seconds,
         "top_k": private.top_k,
@@ -236,7 +378,19 @@ def format_pipeline_table(result: dict[str, Any]) -> str:
         f"refresh {'on' if config['refresh'] else 'off'} (fan-out {config['refresh_fanout']})",
         f"load (creates):          {result['load']['products_per_s']:>8} products/s",
         f"sustained (updates):     {result['saturate']['products_per_s']:>8} products/s",
+        f"  Redis while saturating: {result['saturate']['round_trips_per_batch']} round trips and "
+        f"{result['saturate']['redis_commands_per_batch']} commands per batch, "
+        f"{result['saturate']['searches_per_update']} FT.SEARCH per update (worker polls included)",
     ]
+    if "setup" in result:
+        setup = result["setup"]
+        source = setup["generated_source"]
+        lines[1:1] = [
+            f"setup: {setup['generated']} generated products ({source['reencoded_variants']} re-encoded "
+            f"variants, {source['synthesised']} synthesised) beside {config['real_offers']} real offers: "
+            f"generate {setup['generate_s']} s, write {setup['write_s']} s, lists {setup['lists_s']} s "
+            f"({setup['lists_device']})"
+        ]
     for fraction in PACED_FRACTIONS:
         row = result[f"paced_{round(fraction * 100)}"]
         fresh = row["freshness"]

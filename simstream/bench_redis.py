@@ -30,7 +30,7 @@ from simstream.core.redis_client import make_redis_client
 from simstream.core.text import build_text
 from simstream.core.vector_store import KnnFilter, ProductWrite, RedisVectorStore
 from simstream.demo import sample_catalog
-from simstream.producers.catalog import read_catalog
+from simstream.producers.catalog import CatalogRow, read_catalog
 from simstream.schemas.events import Product
 from simstream.schemas.settings import Settings
 
@@ -43,10 +43,14 @@ PRICE_BAND = 2.0
 
 @dataclass(frozen=True, slots=True)
 class Corpus:
-    """Vectors with the metadata the index filters on; ``source`` counts where the vectors came from."""
+    """Vectors with their texts and the metadata the index filters on (a variant keeps its source's
+    brand, category and price); ``source`` counts where the vectors came from."""
 
     vectors: Vectors
+    texts: list[str]
     titles: list[str]
+    brands: list[str]
+    categories: list[str]
     prices: list[float | None]
     source: dict[str, int]
 
@@ -84,21 +88,29 @@ def recall(found: Sequence[int], exact: Sequence[int]) -> float:
     return len(set(found) & set(exact)) / len(exact) if exact else 1.0
 
 
-def build_corpus(encoder: Encoder, template: str, size: int, *, encode_budget_s: float, seed: int = 0) -> Corpus:
-    """``size`` vectors: the catalog's texts, then re-encoded variants, then synthesised ones (see module doc)."""
+def build_corpus(
+    encoder: Encoder,
+    template: str,
+    size: int,
+    *,
+    encode_budget_s: float,
+    seed: int = 0,
+    base: Sequence[CatalogRow] | None = None,
+) -> Corpus:
+    """``size`` vectors: the catalog's texts, then re-encoded variants, then synthesised ones (see module doc).
+
+    ``base``: the catalog rows to start from (default: all of Abt-Buy, Abt first).
+    """
     rng = random.Random(seed)
-    abt, buy = sample_catalog()
-    rows = [*read_catalog(abt, id_prefix="abt-"), *read_catalog(buy, id_prefix="buy-")]
-    base_texts: list[str] = []
-    prices: list[float | None] = []
-    for row in rows:
-        product = Product(**row.product)
-        base_texts.append(build_text(product, template))
-        prices.append(product.price)
-    base_texts, prices = base_texts[:size], prices[:size]
+    if base is None:
+        abt, buy = sample_catalog()
+        base = [*read_catalog(abt, id_prefix="abt-"), *read_catalog(buy, id_prefix="buy-")]
+    products = [Product(**row.product) for row in base][:size]
+    base_texts = [build_text(product, template) for product in products]
     started = time.perf_counter()
     parts = [encoder.encode(base_texts)]
     texts = list(base_texts)
+    origin = list(range(len(base_texts)))  # the catalog product each text comes from
     source = {"catalog_texts": len(base_texts), "reencoded_variants": 0, "synthesised": 0}
     chunk = 256
     while len(texts) < size and time.perf_counter() - started < encode_budget_s:
@@ -106,22 +118,33 @@ def build_corpus(encoder: Encoder, template: str, size: int, *, encode_budget_s:
         variants = [perturb_text(base_texts[i], rng) for i in picks]
         parts.append(encoder.encode(variants))
         texts.extend(variants)
-        prices.extend(prices[i] for i in picks)
+        origin.extend(picks)
         source["reencoded_variants"] += len(variants)
     vectors = np.concatenate(parts).astype(np.float32)
     missing = size - len(texts)
     if missing > 0:
-        vectors = np.concatenate([vectors, _synthesise(vectors, len(base_texts), missing, rng)])
+        # Each synthesised vector is a noisy copy of a text's vector, and its text an edit of that text.
         picks = [rng.randrange(len(texts)) for _ in range(missing)]
+        vectors = np.concatenate([vectors, _synthesise(vectors, len(base_texts), missing, rng, sources=picks)])
         texts.extend(perturb_text(texts[i], rng) for i in picks)
-        prices.extend(prices[i] for i in picks)
+        origin.extend(origin[i] for i in picks)
         source["synthesised"] = missing
-    titles = [text.split("\n", 1)[0][:200] for text in texts]
-    return Corpus(vectors=vectors, titles=titles, prices=prices, source=source)
+    return Corpus(
+        vectors=vectors,
+        texts=texts,
+        titles=[text.split("\n", 1)[0][:200] for text in texts],
+        brands=[products[i].brand or "" for i in origin],
+        categories=[products[i].category or "" for i in origin],
+        prices=[products[i].price for i in origin],
+        source=source,
+    )
 
 
-def _synthesise(vectors: Vectors, n_base: int, count: int, rng: random.Random) -> Vectors:
-    """Noisy copies of real vectors, the noise matching how far an encoded variant lies from its text.
+def _synthesise(
+    vectors: Vectors, n_base: int, count: int, rng: random.Random, *, sources: Sequence[int] | None = None
+) -> Vectors:
+    """Noisy copies of real vectors (the rows ``sources``, else random ones), the noise matching how far
+    an encoded variant lies from its text.
 
     Without encoded variants, a fixed typical scale (cosine ~0.95 to the source) is used.
     """
@@ -136,8 +159,8 @@ def _synthesise(vectors: Vectors, n_base: int, count: int, rng: random.Random) -
         mean_distance = 0.05
     # For a unit vector u plus noise of per-coordinate sigma, 1 - cos ~ dim * sigma^2 / 2.
     sigma = (2 * mean_distance / dim) ** 0.5
-    sources = vectors[generator.integers(0, len(vectors), count)]
-    noisy = sources + generator.normal(0.0, sigma, size=(count, dim)).astype(np.float32)
+    rows = generator.integers(0, len(vectors), count) if sources is None else np.asarray(sources, dtype=np.int64)
+    noisy = vectors[rows] + generator.normal(0.0, sigma, size=(count, dim)).astype(np.float32)
     normalised: Vectors = (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
     return normalised
 

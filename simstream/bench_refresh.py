@@ -2,7 +2,8 @@
 
 In-process pipeline on the real Redis (no Kafka: this isolates the list work): load the catalog,
 then apply the same kind of updates (a title edit: a word dropped or swapped) with refresh on and
-off, and report updates/s and the average number of lists recomputed and emitted per update.
+off, and report updates/s, the lists examined, recomputed and emitted per update, and the Redis
+traffic (simstream/redis_traffic.py): FT.SEARCH commands per update, round trips and commands per batch.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from simstream.core.vector_store import RedisVectorStore
 from simstream.demo import sample_catalog
 from simstream.producers.catalog import read_catalog
 from simstream.producers.publish import product_event
+from simstream.redis_traffic import count_redis_traffic
 from simstream.schemas.events import ProductEvent
 from simstream.schemas.settings import Settings
 
@@ -40,27 +42,45 @@ def _edit(product: dict[str, Any], rng: random.Random) -> dict[str, Any]:
 
 
 def _run(pipeline: Pipeline, events: Sequence[ProductEvent], batch: int) -> dict[str, float]:
-    recomputed = emitted = 0
-    started = time.perf_counter()
-    for start in range(0, len(events), batch):
-        inbound: list[Inbound] = [pipeline.prepare(e, time.time()) for e in events[start : start + batch]]
-        result = pipeline.process(inbound)
-        pipeline.commit(result)
-        recomputed += result.recomputed
-        emitted += len(result.lists)
-    seconds = time.perf_counter() - started
+    recomputed = emitted = touched = batches = 0
+    with count_redis_traffic() as traffic:
+        started = time.perf_counter()
+        for start in range(0, len(events), batch):
+            inbound: list[Inbound] = [pipeline.prepare(e, time.time()) for e in events[start : start + batch]]
+            result = pipeline.process(inbound)
+            pipeline.commit(result)
+            recomputed += result.recomputed
+            touched += result.touched
+            emitted += len(result.lists)
+            batches += 1
+        seconds = time.perf_counter() - started
     return {
         "events": len(events),
+        "batches": batches,
         "seconds": round(seconds, 3),
         "events_per_s": round(len(events) / seconds, 2),
+        "lists_touched_per_event": round(touched / len(events), 2),
         "lists_recomputed_per_event": round(recomputed / len(events), 2),
         "lists_emitted_per_event": round(emitted / len(events), 2),
+        "searches_per_event": round(traffic.commands["FT.SEARCH"] / len(events), 2),
+        "round_trips_per_batch": round(traffic.round_trips / batches, 2),
+        "redis_commands_per_batch": round(traffic.total_commands / batches, 2),
     }
 
 
 def run_refresh_bench(
-    settings: Settings, *, updates: int = 200, batch: int = 32, seed: int = 0, encoder: Encoder | None = None
+    settings: Settings,
+    *,
+    updates: int = 200,
+    batch: int = 32,
+    seed: int = 0,
+    catalog_limit: int | None = None,
+    encoder: Encoder | None = None,
 ) -> dict[str, Any]:
+    abt, buy = sample_catalog()
+    rows = [*read_catalog(abt, id_prefix="abt-"), *read_catalog(buy, id_prefix="buy-")][:catalog_limit]
+    if 2 * updates > len(rows):
+        raise ValueError(f"{updates} updates per mode need {2 * updates} products, the catalog has {len(rows)}")
     name = f"bench-{uuid.uuid4().hex[:8]}"
     private = settings.model_copy(
         update={"redis_prefix": f"{name}:", "index_name": f"{name}-idx", "index_alias": f"{name}-alias"}
@@ -76,8 +96,6 @@ def run_refresh_bench(
         refresh = RefreshPolicy(enabled=enabled, fanout=private.refresh_fanout, epsilon=private.list_score_epsilon)
         return Pipeline(model, store, lists, policy, text_template=private.text_template, refresh=refresh)
 
-    abt, buy = sample_catalog()
-    rows = [*read_catalog(abt, id_prefix="abt-"), *read_catalog(buy, id_prefix="buy-")]
     rng = random.Random(seed)
     try:
         load = _run(pipeline(True), [product_event(r.product_id, 1, r.product) for r in rows], LOAD_BATCH)
@@ -106,13 +124,16 @@ def format_refresh_table(result: dict[str, Any]) -> str:
     lines = [
         f"catalog {result['catalog']} products, top_k {result['top_k']}, fan-out {result['fanout']}, "
         f"update batches of {result['batch']}",
-        f"{'run':14} {'events':>7} {'events/s':>9} {'recomputed/event':>17} {'emitted/event':>14}",
+        f"{'run':14} {'events':>7} {'events/s':>9} {'touched':>8} {'recomputed':>11} {'emitted':>8} "
+        f"{'searches':>9} {'trips/batch':>12} {'cmds/batch':>11}",
     ]
     for key in ("initial_load", "refresh_on", "refresh_off"):
         row = result[key]
         lines.append(
-            f"{key:14} {row['events']:>7} {row['events_per_s']:>9} "
-            f"{row['lists_recomputed_per_event']:>17} {row['lists_emitted_per_event']:>14}"
+            f"{key:14} {row['events']:>7} {row['events_per_s']:>9} {row['lists_touched_per_event']:>8} "
+            f"{row['lists_recomputed_per_event']:>11} {row['lists_emitted_per_event']:>8} "
+            f"{row['searches_per_event']:>9} {row['round_trips_per_batch']:>12} {row['redis_commands_per_batch']:>11}"
         )
+    lines.append("touched, recomputed, emitted: lists per event; searches: FT.SEARCH commands per event")
     lines.append(f"updates/s with refresh on vs off: {result['on_vs_off_speed']}x")
     return "\n".join(lines)

@@ -186,12 +186,12 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    if args.target in ("redis", "pipeline", "stage"):
+    if args.target in ("redis", "pipeline", "stage", "scoring"):
         return _bench_more(args, settings)
     if args.target == "refresh":
         from simstream.bench_refresh import format_refresh_table, run_refresh_bench
 
-        result = run_refresh_bench(settings, updates=args.updates, batch=args.batch)
+        result = run_refresh_bench(settings, updates=args.updates, batch=args.batch, catalog_limit=args.catalog_limit)
         print(orjson.dumps(result).decode() if args.json else format_refresh_table(result))
         return 0
     from simstream.bench_encoder import format_encoder_table, run_encoder_bench
@@ -215,12 +215,22 @@ def _bench_more(args: argparse.Namespace, settings: Settings) -> int:
         )  # fmt: skip
         print(orjson.dumps(result).decode() if args.json else format_redis_table(result))
     elif args.target == "pipeline":
-        from simstream.bench_pipeline import format_pipeline_table, run_pipeline_bench
+        from simstream.bench_pipeline import BenchError, format_pipeline_table, run_pipeline_bench
 
-        result = run_pipeline_bench(
-            settings, catalog_limit=args.catalog_limit, backlog=args.backlog, paced_seconds=args.paced_seconds
-        )
+        try:
+            result = run_pipeline_bench(
+                settings, catalog_limit=args.catalog_limit, catalog_size=args.catalog_size,
+                encode_budget_s=args.encode_budget_s, backlog=args.backlog, paced_seconds=args.paced_seconds,
+            )  # fmt: skip
+        except (BenchError, ValueError) as exc:
+            print(f"simstream bench pipeline: {exc}", file=sys.stderr)
+            return 1
         print(orjson.dumps(result).decode() if args.json else format_pipeline_table(result))
+    elif args.target == "scoring":
+        from simstream.bench_scoring import format_scoring_table, run_scoring_bench
+
+        result = run_scoring_bench(size=args.size, affected=args.affected)
+        print(orjson.dumps(result).decode() if args.json else format_scoring_table(result))
     else:
         from simstream.bench_stage import format_stage_table, run_stage_bench
 
@@ -298,14 +308,20 @@ def build_parser() -> argparse.ArgumentParser:
     search.set_defaults(handler=cmd_search)
 
     bench = sub.add_parser("bench", help="benchmarks (print figures; --json for one JSON object)")
-    bench.add_argument("target", choices=["encoder", "refresh", "redis", "pipeline", "stage"])
+    bench.add_argument("target", choices=["encoder", "refresh", "redis", "pipeline", "stage", "scoring"])
     bench.add_argument("--sizes", default="2000,10000", help="redis: index sizes (beyond 2,173: variants)")
     bench.add_argument("--m", type=int, default=None, help="redis: HNSW M (default: settings)")
     bench.add_argument("--ef-construction", type=int, default=None, help="redis: HNSW EF_CONSTRUCTION")
     bench.add_argument("--ef-runtime", type=int, default=None, help="redis: HNSW EF_RUNTIME")
     bench.add_argument("--queries", type=int, default=200, help="redis: KNN queries per size and kind")
-    bench.add_argument("--encode-budget-s", type=float, default=120.0, help="redis: seconds for re-encoding")
-    bench.add_argument("--catalog-limit", type=int, default=None, help="pipeline/stage: products of the catalog")
+    bench.add_argument("--encode-budget-s", type=float, default=120.0, help="redis/pipeline: seconds re-encoding")
+    bench.add_argument("--catalog-limit", type=int, default=None, help="pipeline/stage/refresh: real offers used")
+    bench.add_argument(
+        "--catalog-size", type=positive_int, default=None, metavar="N",
+        help="pipeline: N products in all, generated ones (written and listed in bulk) beside the real offers",
+    )  # fmt: skip
+    bench.add_argument("--size", type=positive_int, default=100_000, help="scoring: catalog rows for block_top_k")
+    bench.add_argument("--affected", type=positive_int, default=4096, help="scoring: rows a batch is scored against")
     bench.add_argument("--backlog", type=int, default=400, help="pipeline: updates in the saturating backlog")
     bench.add_argument("--paced-seconds", type=float, default=15.0, help="pipeline: seconds per paced rate")
     bench.add_argument("--updates", type=int, default=200, help="refresh: updates per mode")
