@@ -61,7 +61,8 @@ __all__ = [
 
 
 class VectorStore(Protocol):
-    index_name: str
+    @property
+    def index_name(self) -> str: ...
 
     def ensure_index(self, dim: int, model_id: str) -> None: ...
     def states(self, ids: Sequence[str]) -> dict[str, StoredState | None]: ...
