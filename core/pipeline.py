@@ -109,7 +109,12 @@ class Pipeline:
         text = build_text(event.product, self._template)
         return Inbound(event, text, self._encoder.token_counts([text])[0], event_time)
 
-    def process(self, batch: Sequence[Inbound]) -> BatchResult:
+    def process(self, batch: Sequence[Inbound], *, list_work: bool = True) -> BatchResult:
+        """The batch's Redis writes and the lists they alter (prepared, not yet current).
+
+        ``list_work`` False (a first load, core/bulk_lists builds every list afterwards): products are
+        written and deleted, tombstones returned, and no list is computed.
+        """
         result = BatchResult()
         newest = newest_per_product(batch)
         result.stale = len(batch) - len(newest)
@@ -157,7 +162,11 @@ class Pipeline:
         result.stale += deleted_ok.count(False)
         result.deleted = len(gone)
 
+        result.tombstones = gone
         own = changed + relist  # products whose own version moved: their list is always emitted
+        result.event_times = {pid: newest[pid].received_at for pid in [*own, *gone]}
+        if not list_work:
+            return result
         replayed = bool(relist or retombstone)
         # Only a new vector can move a product into or out of other lists; a replay may have lost that work.
         owners = {w.product_id: _owner(w) for w in applied if w.embedding is not None}
@@ -170,8 +179,6 @@ class Pipeline:
         result.recomputed = refreshed.counts.searched
         result.touched = refreshed.counts.touched + len(owners)
         result.round_trips = refreshed.counts.round_trips
-        result.tombstones = gone
-        result.event_times = {pid: newest[pid].received_at for pid in [*own, *gone]}
         return result
 
     def commit(self, result: BatchResult) -> None:

@@ -31,6 +31,7 @@ from simstream.core.hybrid import pair_score
 from simstream.core.list_store import ListState, ListStore, Mode, PoolProposal, Prepared, StoredList
 from simstream.core.pools import COMPLETE, Pool, PoolEntry, Score, apply_changes, pool_from_ranked, ranked_items
 from simstream.core.redis_client import command, redis_errors
+from simstream.core.redis_keys import RedisKeys
 from simstream.core.redis_replies import parse_search, text
 from simstream.core.scoring import dense_scores
 from simstream.core.similarity import SimilarityPolicy, lists_equal
@@ -329,37 +330,20 @@ class PoolRefresher:
     def _read(self, ids: Sequence[str], counts: RefreshCounts) -> tuple[dict[str, ListState], dict[str, Owner]]:
         pipe = self._client.pipeline(transaction=False)
         self._lists.queue_state_reads(pipe, ids)  # before the vectors: compare-and-set order
-        self._queue_owner_reads(pipe, ids)
+        queue_owner_reads(pipe, self._keys, ids)
         counts.round_trips += 1
         with redis_errors(f"read {len(ids)} list(s) to update"):
             replies = pipe.execute()
-        return self._lists.parse_states(ids, replies[: 2 * len(ids)]), self._owners(ids, replies[2 * len(ids) :])
+        return self._lists.parse_states(ids, replies[: 2 * len(ids)]), parse_owners(ids, replies[2 * len(ids) :])
 
     def read_owners(self, ids: Sequence[str]) -> dict[str, Owner]:
         """The stored vector, version, text and category of the ids that exist."""
         if not ids:
             return {}
         pipe = self._client.pipeline(transaction=False)
-        self._queue_owner_reads(pipe, ids)
+        queue_owner_reads(pipe, self._keys, ids)
         with redis_errors(f"read {len(ids)} product(s)"):
-            return self._owners(ids, pipe.execute())
-
-    def _queue_owner_reads(self, pipe: Any, ids: Sequence[str]) -> None:
-        for pid in ids:
-            pipe.hmget(self._keys.product(pid), ["embedding", "version", "text", "category"])
-
-    def _owners(self, ids: Sequence[str], replies: Sequence[Any]) -> dict[str, Owner]:
-        owners: dict[str, Owner] = {}
-        for pid, (blob, version, body, category) in zip(ids, replies, strict=True):
-            if blob is None or version is None:
-                continue  # deleted meanwhile: its tombstone covers it
-            owners[pid] = Owner(
-                np.frombuffer(blob, dtype="<f4").astype(np.float32),
-                int(version),
-                "" if body is None else text(body),
-                "" if category is None else text(category),
-            )
-        return owners
+            return parse_owners(ids, pipe.execute())
 
     def _searched(
         self,
@@ -399,20 +383,58 @@ class PoolRefresher:
     def _proposal(
         self, pid: str, owner: Owner, state: ListState, pool: Pool, *, own: bool, emit_all: bool
     ) -> PoolProposal:
-        policy = self._policy
-        items = policy.keep(ranked_items(pool, pool_size=policy.pool_size, top_k=policy.top_k))
-        current = state.current
-        mode: Mode = "forced" if emit_all else "emit"
-        if (
-            not own
-            and not emit_all
-            and current is not None
-            and current.source_version == owner.version
-            and current.model == self._model
-            and lists_equal(current.items, items, self._epsilon)
-        ):
-            mode = "same"
-        return PoolProposal(state, pool, items, owner.version, self._model, mode=mode)
+        return list_proposal(
+            owner, state, pool, self._policy, self._model, epsilon=self._epsilon, own=own, emit_all=emit_all
+        )
+
+
+def list_proposal(
+    owner: Owner,
+    state: ListState,
+    pool: Pool,
+    policy: SimilarityPolicy,
+    model: str,
+    *,
+    epsilon: float,
+    own: bool,
+    emit_all: bool,
+) -> PoolProposal:
+    """The proposal of a recomputed pool: the list ranked from it, emitted when it changed (``own``: always,
+    the owner's version moved; ``emit_all``: always, a replay whose first records may be lost)."""
+    items = policy.keep(ranked_items(pool, pool_size=policy.pool_size, top_k=policy.top_k))
+    current = state.current
+    mode: Mode = "forced" if emit_all else "emit"
+    if (
+        not own
+        and not emit_all
+        and current is not None
+        and current.source_version == owner.version
+        and current.model == model
+        and lists_equal(current.items, items, epsilon)
+    ):
+        mode = "same"
+    return PoolProposal(state, pool, items, owner.version, model, mode=mode)
+
+
+def queue_owner_reads(pipe: Any, keys: RedisKeys, ids: Sequence[str]) -> None:
+    """Queue one HMGET per id of what a list is computed from (see :func:`parse_owners`)."""
+    for pid in ids:
+        pipe.hmget(keys.product(pid), ["embedding", "version", "text", "category"])
+
+
+def parse_owners(ids: Sequence[str], replies: Sequence[Any]) -> dict[str, Owner]:
+    """The owners of the ids that exist, from the replies of :func:`queue_owner_reads`."""
+    owners: dict[str, Owner] = {}
+    for pid, (blob, version, body, category) in zip(ids, replies, strict=True):
+        if blob is None or version is None:
+            continue  # deleted meanwhile: its tombstone covers it
+        owners[pid] = Owner(
+            np.frombuffer(blob, dtype="<f4").astype(np.float32),
+            int(version),
+            "" if body is None else text(body),
+            "" if category is None else text(category),
+        )
+    return owners
 
 
 def _blob(vector: Vector) -> bytes:

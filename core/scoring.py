@@ -76,14 +76,15 @@ def block_top_k(
     vectors: npt.ArrayLike,
     k: int,
     *,
-    allowed: npt.NDArray[np.bool_] | None = None,
+    groups: npt.NDArray[np.int64] | None = None,
     block_rows: int = DEFAULT_BLOCK_ROWS,
     device: str = "cpu",
 ) -> TopK:
     """Each row's exact top-``k`` other rows by cosine, computed block by block (self excluded).
 
-    ``allowed`` (rows x rows, optional) masks pairs that may not pair up (another category). The chosen
-    columns are ordered by score, then by column.
+    ``groups`` (one code per row, optional) keeps each row to the rows of its own group (a category); a
+    row whose code is negative may pair with any row. The chosen columns are ordered by score, then by
+    column; rows with fewer candidates than ``k`` get -1 columns (and -inf scores) at the end.
     """
     unit = unit_rows(vectors)
     count = len(unit)
@@ -97,8 +98,10 @@ def block_top_k(
         block = dense_scores(unit[start:stop], unit, device=device).astype(np.float32, copy=False)
         rows = np.arange(stop - start)
         block[rows, rows + start] = -np.inf  # a product is not its own neighbour
-        if allowed is not None:
-            block = np.where(allowed[start:stop], block, -np.inf).astype(np.float32)
+        if groups is not None:
+            own = groups[start:stop, None]
+            allowed = (own < 0) | (own == groups[None, :])
+            block = np.where(allowed, block, -np.inf).astype(np.float32)
         # argpartition finds the k best unordered; a stable sort on (-score, column) orders them.
         part = np.argpartition(-block, width - 1, axis=1)[:, :width]
         picked = np.take_along_axis(block, part, axis=1)
