@@ -94,6 +94,9 @@ class WorkerStats:
     retries: int = 0
     processing_errors: int = 0  # records dead-lettered because processing failed on them alone
     encode_s: float = 0.0
+    first_load_passes: int = 0  # bulk passes that built every list of a first load
+    first_load_lists: int = 0  # lists those passes emitted
+    first_load_s: float = 0.0
     freshness_s: SampleRing = field(default_factory=SampleRing)
     emitted_ids: RecentIds = field(default_factory=RecentIds)
     lock: threading.Lock = field(default_factory=threading.Lock)

@@ -21,7 +21,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from types import FrameType
@@ -29,6 +29,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from simstream.consumers.caught_up import caught_up
 from simstream.consumers.heap import HeapTrimmer
 from simstream.consumers.http import start_server
 from simstream.consumers.metrics import BatchObservation, LagSampler, WorkerMetrics
@@ -45,6 +46,8 @@ from simstream.core.errors import (
     StoreAuthError,
     StoreUnavailableError,
 )
+from simstream.core.first_load import FirstLoad
+from simstream.core.list_store import StoredList
 from simstream.core.log_limit import kafka_logger
 from simstream.core.pipeline import BatchResult, Inbound, Pipeline, RefreshPolicy
 from simstream.producers.sink import DeliveryError, FatalKafkaError, KafkaSink
@@ -60,6 +63,8 @@ RETRYABLE = (StoreUnavailableError, DeliveryError, KafkaException)
 FATAL = (FatalKafkaError, StoreAuthError, IndexMismatchError, ModelLoadError, ConfigError)
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 10.0
+# How often an idle worker looks for a pending first load (one GET).
+FIRST_LOAD_CHECK_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +124,8 @@ class Worker:
         self._ready: list[list[Pending]] = []  # full batches waiting to be processed by the main loop
         self._polls = 0
         self._next_position_check = 0.0
+        self._next_first_load_check = 0.0
+        self._first_load_seen: int | None = None  # the first-load counter at the previous idle look
         self._heap = HeapTrimmer()  # freed batch memory back to the OS: RSS stays flat
 
     def stop(self, *_: object) -> None:
@@ -170,7 +177,58 @@ class Worker:
         for batch in ready:
             self._process(batch)
             self._heap.note_work()
+        if not messages and not ready and not len(self._batcher):
+            self._finish_first_load()
         self._heap.maybe_trim()
+
+    def _finish_first_load(self) -> None:
+        """Idle with nothing batched: build a pending first load's lists (core/first_load)."""
+        now = time.monotonic()
+        if now < self._next_first_load_check:
+            return
+        self._next_first_load_check = now + FIRST_LOAD_CHECK_S
+        first_load = self._pipeline.first_load
+        if first_load is None:
+            return
+        started = time.perf_counter()
+        try:
+            seen = first_load.pending()
+            # Build only once no batch anywhere wrote since the last look (or only this worker did) and
+            # this worker read everything it was given: a pass that another worker's batches outdate
+            # would be repeated.
+            quiet = seen is not None and seen in (self._first_load_seen, first_load.last_written)
+            self._first_load_seen = seen
+            if seen is None or not quiet or not caught_up(self._consumer):
+                return
+            report = self._pipeline.finish_first_load(seen, self._emit_first_load)
+        except FATAL:
+            raise
+        except RETRYABLE as exc:  # the marker stays: the next idle poll builds the lists again
+            self._abort_quietly()
+            log.warning("first load: building the lists failed, retrying when idle: %s", exc)
+            return
+        self._heap.note_work()
+        seconds = time.perf_counter() - started
+        with self.stats.lock:
+            self.stats.first_load_passes += 1
+            self.stats.first_load_lists += report.emitted
+            self.stats.first_load_s += seconds
+            self.stats.lists_emitted += report.emitted
+        log.info(
+            "first load: %d lists built in bulk, %d emitted, %d unchanged in %.2fs (score %.2fs, rank %.2fs, "
+            "write %.2fs)%s",
+            report.products, report.emitted, report.unchanged, seconds, report.score_s, report.rank_s,
+            report.write_s, "" if report.finished else "; batches wrote meanwhile, another pass follows",
+        )  # fmt: skip
+
+    def _emit_first_load(self, lists: Sequence[StoredList]) -> None:
+        # Delivered (and in exactly-once mode committed) before build_all_lists makes them current.
+        self._sink.begin()
+        self._sink.emit_lists(lists)
+        self._sink.commit_records()
+        with self.stats.lock:
+            for record in lists:
+                self.stats.emitted_ids.add(record.product_id)
 
     def _check_position_now(self) -> None:
         # Batches check their own partitions; this catches a Redis that lost writes of partitions
@@ -437,6 +495,9 @@ def build_worker(
     store = RedisVectorStore.from_settings(settings, client)
     store.ensure_index(encoder.dim, encoder.model_id)
     lists = ListStore.from_settings(settings, client)
+    first_load = FirstLoad(client, store.keys)
+    if settings.first_load_bulk and store.count() == 0:
+        first_load.begin()
     refresh = RefreshPolicy(
         enabled=settings.refresh_enabled, fanout=settings.refresh_fanout, epsilon=settings.list_score_epsilon
     )
@@ -447,6 +508,7 @@ def build_worker(
         SimilarityPolicy.from_settings(settings),
         text_template=settings.text_template,
         refresh=refresh,
+        first_load=first_load,
     )
     position = RedisPosition(AppliedOffsets(client, store.keys, settings.group_id))
     return Worker(settings, pipeline, KafkaSink(settings), stats=stats, metrics=metrics, position=position)

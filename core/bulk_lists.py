@@ -59,6 +59,7 @@ class BulkReport:
     score_s: float = 0.0
     rank_s: float = 0.0
     write_s: float = 0.0  # PREPARE, emission and COMMIT
+    finished: bool = True  # False: a first load's batches wrote meanwhile, another pass follows
 
     @property
     def seconds(self) -> float:

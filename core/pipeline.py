@@ -27,7 +27,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from simstream.core.bulk_lists import BulkReport, Emitter, build_all_lists
 from simstream.core.encoder import Encoder
+from simstream.core.first_load import FirstLoad
 from simstream.core.list_store import ListStore, StoredList
 from simstream.core.pool_refresh import Owner, PoolRefresher
 from simstream.core.similarity import SimilarityPolicy
@@ -69,6 +71,7 @@ class BatchResult:
     recomputed: int = 0  # lists recomputed from a search (one KNN each); ``lists`` holds those that changed
     touched: int = 0  # lists the batch examined: updated from its scores or recomputed
     round_trips: int = 0  # Redis round trips of the list work
+    deferred: bool = False  # a first load: products written, the lists left to the bulk pass
     encode_seconds: float = 0.0  # time inside the encoder: the worker's Redis time is process time minus this
 
 
@@ -82,6 +85,7 @@ class Pipeline:
         *,
         text_template: str,
         refresh: RefreshPolicy | None = None,
+        first_load: FirstLoad | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._encoder = encoder
@@ -92,6 +96,8 @@ class Pipeline:
         compile_template(text_template)  # a bad template fails at start-up, not on the first event
         self._template = text_template
         self._clock = clock
+        self._first_load = first_load
+        self._device = str(getattr(encoder, "device", "cpu"))
         self._refresher = PoolRefresher(
             lists.client,
             lists,
@@ -100,7 +106,7 @@ class Pipeline:
             model=encoder.model_id,
             fanout=self._refresh.fanout,
             epsilon=self._refresh.epsilon,
-            device=str(getattr(encoder, "device", "cpu")),
+            device=self._device,
         )
 
     def prepare(self, event: ProductEvent, event_time: float) -> Inbound:
@@ -112,10 +118,11 @@ class Pipeline:
     def process(self, batch: Sequence[Inbound], *, list_work: bool = True) -> BatchResult:
         """The batch's Redis writes and the lists they alter (prepared, not yet current).
 
-        ``list_work`` False (a first load, core/bulk_lists builds every list afterwards): products are
-        written and deleted, tombstones returned, and no list is computed.
+        ``list_work`` False, or while a first load is pending (core/first_load): products are written
+        and deleted, tombstones returned, and no list is computed (core/bulk_lists builds them later).
         """
         result = BatchResult()
+        result.deferred = not list_work or (self._first_load is not None and self._first_load.pending() is not None)
         newest = newest_per_product(batch)
         result.stale = len(batch) - len(newest)
         states = self._store.states(list(newest))
@@ -165,7 +172,9 @@ class Pipeline:
         result.tombstones = gone
         own = changed + relist  # products whose own version moved: their list is always emitted
         result.event_times = {pid: newest[pid].received_at for pid in [*own, *gone]}
-        if not list_work:
+        if result.deferred:
+            if self._first_load is not None and (changed or gone):
+                self._first_load.note_writes()
             return result
         replayed = bool(relist or retombstone)
         # Only a new vector can move a product into or out of other lists; a replay may have lost that work.
@@ -180,6 +189,21 @@ class Pipeline:
         result.touched = refreshed.counts.touched + len(owners)
         result.round_trips = refreshed.counts.round_trips
         return result
+
+    @property
+    def first_load(self) -> FirstLoad | None:
+        return self._first_load
+
+    def finish_first_load(self, seen: int, emit: Emitter | None) -> BulkReport:
+        """A pending first load's lists, all built in bulk, emitted and made current; the marker is
+        removed unless a batch wrote since ``seen`` (its counter, read before this call) was read."""
+        assert self._first_load is not None
+        report = build_all_lists(
+            self._store, self._lists, self._policy, self._encoder.model_id, device=self._device, emit=emit,
+            epsilon=self._refresh.epsilon,
+        )  # fmt: skip
+        report.finished = self._first_load.finish(seen)
+        return report
 
     def commit(self, result: BatchResult) -> None:
         """Make the delivered lists current in Redis (``similar:``); drop deleted ones."""

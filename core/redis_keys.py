@@ -49,6 +49,12 @@ class RedisKeys:
         return f"{self.prefix}offsets:{group_id}"
 
     @property
+    def first_load(self) -> str:
+        """STRING counter, present while a first load defers its list work (core/first_load): the
+        number of batches that wrote products since the lists were last built in bulk."""
+        return f"{self.prefix}firstload"
+
+    @property
     def rev_prefix(self) -> str:
         return f"{self.prefix}rev:"
 

@@ -130,6 +130,16 @@ class KafkaSink:
         self._txn_call("commit_transaction", lambda: self._producer.commit_transaction(TXN_TIMEOUT_S))
         self._in_transaction = False
 
+    def commit_records(self) -> None:
+        """Flush and commit the open transaction without input offsets (records whose inputs were
+        committed before, such as a first load's lists); at-least-once: flush only."""
+        if not self.transactional:
+            self.flush()
+            return
+        self.flush()
+        self._txn_call("commit_transaction", lambda: self._producer.commit_transaction(TXN_TIMEOUT_S))
+        self._in_transaction = False
+
     def abort(self) -> None:
         """Abort the open transaction, if any: its records stay invisible to read_committed readers."""
         if not (self.transactional and self._in_transaction):

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     pool_slack: int = Field(default=16, ge=0)
     # Reverse-neighbour refresh (design.md §4): recompute the lists a change can alter, not only its own.
     refresh_enabled: bool = True
+    # A worker starting on an empty index defers list work while the backlog streams in, then builds
+    # every list at once in blocks (core/first_load, core/bulk_lists) when its partitions are drained.
+    first_load_bulk: bool = True
     refresh_fanout: int = Field(default=50, ge=0)
     list_score_epsilon: float = Field(default=1e-4, ge=0)
 

@@ -164,6 +164,30 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.failed == 0 and report.invalid == 0 else 1
 
 
+def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
+    from simstream.core.errors import SimstreamError
+    from simstream.load import format_load_report, load_file
+    from simstream.producers.catalog import CatalogError, parse_mapping
+
+    try:
+        report = load_file(
+            settings,
+            Path(args.file),
+            fmt=args.format,
+            mapping=parse_mapping(args.map),
+            id_prefix=args.id_prefix,
+            version=args.version,
+            progress=not args.quiet,
+        )
+    except (CatalogError, OSError, SimstreamError) as exc:
+        print(f"simstream load: {exc}", file=sys.stderr)
+        return 2
+    print(format_load_report(report))
+    for err in report.first_errors:
+        print(f"  error: {err}", file=sys.stderr)
+    return 0 if report.invalid == 0 else 1
+
+
 def cmd_similar(args: argparse.Namespace, settings: Settings) -> int:
     from simstream.queries import show_similar
 
@@ -291,6 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--type", choices=["product.created", "product.updated"], default="product.created")
     publish.add_argument("--quiet", action="store_true")
     publish.set_defaults(handler=cmd_publish)
+
+    load = sub.add_parser("load", help="load a catalog file into Redis and build every list in bulk")
+    load.add_argument("file")
+    load.add_argument("--format", choices=["jsonl", "csv"], default=None)
+    load.add_argument("--map", default=None, help="CSV column mapping, field=column,... (title=name,...)")
+    load.add_argument("--id-prefix", default="", help="prepended to every product id")
+    load.add_argument("--version", type=int, default=None, help="catalog revision (default: epoch ms)")
+    load.add_argument("--quiet", action="store_true")
+    load.set_defaults(handler=cmd_load)
 
     similar = sub.add_parser("similar", help="print a product's stored similar-item list")
     similar.add_argument("product_id")
