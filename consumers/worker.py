@@ -1,17 +1,17 @@
 """`simstream run`: the streaming worker in a consumer group.
 
-poll -> decode (bad records become dead letters) -> micro-batch -> pipeline (Redis) -> emit lists
--> flush the producer -> make lists current -> commit offsets. Offsets are committed only after the
-Redis writes and the producer's deliveries of their batch succeeded; replays are harmless because
-every write is version-fenced.
+poll -> decode (bad records become dead letters) -> micro-batch -> pipeline (Redis) -> checkpoint
+(consumers/checkpoint.py: emit lists -> flush the producer -> make lists current -> commit offsets).
+Offsets are committed only after the Redis writes and the producer's deliveries of their batch
+succeeded; replays are harmless because every write is version-fenced.
 
-Exactly-once output (``Settings.exactly_once``) is the same path with a transaction around each batch:
-begin -> dead letters, lists, tombstones -> flush -> make lists current in Redis -> the batch's offsets
-into the transaction -> commit. Redis and Kafka cannot commit atomically, so Redis goes first and the
-replay rule of :meth:`Pipeline.process` covers a transaction that then aborts (or a crash before its
-commit): a replayed event is always relisted, and a batch with a replay emits every list it recomputes,
-so the re-run transaction carries everything the lost one did. Retryable errors abort the transaction
-and retry the batch; a fatal producer error (fenced) ends the worker with a non-zero exit.
+Exactly-once output (``Settings.exactly_once``) is the same path with a transaction around each batch's
+checkpoint: begin -> dead letters, lists, tombstones -> flush -> make lists current in Redis -> the
+batch's offsets into the transaction -> commit. Redis and Kafka cannot commit atomically, so Redis goes
+first and the replay rule of :meth:`Pipeline.process` covers a transaction that then aborts (or a crash
+before its commit): a replayed event is always relisted, and a batch with a replay emits every list it
+recomputes, so the re-run transaction carries everything the lost one did. Retryable errors abort the
+transaction and retry the batch; a fatal producer error (fenced) ends the worker with a non-zero exit.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from simstream.consumers.checkpoint import BatchOutput, Checkpoint, ConsumerOffsets
 from simstream.consumers.heap import HeapTrimmer
 from simstream.consumers.http import start_server
 from simstream.consumers.metrics import BatchObservation, LagSampler, WorkerMetrics
@@ -120,6 +121,7 @@ class Worker:
         self._polls = 0
         self._next_position_check = 0.0
         self._heap = HeapTrimmer()  # freed batch memory back to the OS: RSS stays flat
+        self._checkpoint = Checkpoint(sink, ConsumerOffsets(self._consumer), pipeline, position)
 
     def stop(self, *_: object) -> None:
         self._stopping = True
@@ -216,7 +218,7 @@ class Worker:
             except FATAL:
                 raise
             except RETRYABLE as exc:
-                self._abort_quietly()
+                self._checkpoint.abort()
                 attempt += 1
                 self.stats.retries += 1
                 self.metrics.count_retry()
@@ -233,7 +235,7 @@ class Worker:
                 # A rebalance while waiting may have taken partitions: their new owner redoes those records.
                 batch = self._owned(batch)
             except Exception as exc:  # not transient, not fatal: some record(s) of this batch cause it
-                self._abort_quietly()
+                self._checkpoint.abort()
                 if attempt:
                     self._consumer.resume(self._consumer.assignment())
                 self._isolate(batch, exc)
@@ -264,13 +266,6 @@ class Worker:
         owned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
         return [p for p in batch if (p.message.topic(), p.message.partition()) in owned]
 
-    def _abort_quietly(self) -> None:
-        # A failed batch leaves its transaction open: abort it (its records never become visible).
-        try:
-            self._sink.abort()
-        except DeliveryError as exc:
-            log.warning("abort_transaction failed, retrying with the batch: %s", exc)
-
     def _wait(self, seconds: float) -> None:
         # Keep serving the consumer (rebalances, liveness) while partitions are paused: never spin.
         deadline = time.monotonic() + seconds
@@ -295,37 +290,17 @@ class Worker:
         batch = self._in_step_with_redis(batch)
         if not batch:
             return
-        self._sink.begin()
         inbound = [p.outcome for p in batch if not isinstance(p.outcome, DecodeFailure)]
         started = time.perf_counter()
         result = self._pipeline.process(inbound) if inbound else None
         processed = time.perf_counter()
-        # Dead letters only once the pipeline went through: a batch that fails and is split or retried
-        # does not send them twice.
-        for pending in batch:
-            if isinstance(pending.outcome, DecodeFailure):
-                self._sink.dead_letter(pending.message, pending.outcome)
-        if result is not None:
-            self._sink.emit_lists(result.lists)
-            self._sink.emit_tombstones(result.tombstones)
-        self._sink.flush()
-        delivered_at, flushed = time.time(), time.perf_counter()
-        if result is not None:
-            self._pipeline.commit(result)
+        dead_letters = [(p.message, p.outcome) for p in batch if isinstance(p.outcome, DecodeFailure)]
+        committed = self._checkpoint.commit(BatchOutput(dead_letters, result, next_offsets(batch)))
         # Redis time: the pipeline outside the encoder, plus making the delivered lists current.
         encode_seconds = result.encode_seconds if result is not None else 0.0
-        redis_seconds = processed - started - encode_seconds + time.perf_counter() - flushed
-        offsets = next_offsets(batch)
-        if self._position is not None:
-            self._position.applied(offsets)
-        if self._sink.transactional:
-            self._sink.commit(offsets, self._consumer.consumer_group_metadata())
-        else:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
-        if self._position is not None:
-            self._position.committed(offsets)
+        redis_seconds = processed - started - encode_seconds + committed.lists_seconds
         self._account(batch, result, time.perf_counter() - started)
-        self._observe(batch, result, redis_seconds, delivered_at)
+        self._observe(batch, result, redis_seconds, committed.delivered_at)
 
     def _account(self, batch: list[Pending], result: BatchResult | None, seconds: float) -> None:
         stats = self.stats
