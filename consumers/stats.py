@@ -93,6 +93,7 @@ class WorkerStats:
     records_done: int = 0  # records of finished batches (committed and accounted for)
     retries: int = 0
     processing_errors: int = 0  # records dead-lettered because processing failed on them alone
+    prefetched_batches: int = 0  # batches encoded ahead, while the batch before them was applied
     encode_s: float = 0.0
     freshness_s: SampleRing = field(default_factory=SampleRing)
     emitted_ids: RecentIds = field(default_factory=RecentIds)

@@ -3,7 +3,8 @@
 poll -> decode (bad records become dead letters) -> micro-batch -> pipeline (Redis) -> checkpoint
 (consumers/checkpoint.py: emit lists -> flush the producer -> make lists current -> commit offsets).
 Offsets are committed only after the Redis writes and the producer's deliveries of their batch
-succeeded; replays are harmless because every write is version-fenced.
+succeeded; replays are harmless because every write is version-fenced. While one batch is applied,
+the next one of the same poll is encoded ahead on one background thread (consumers/prefetch.py).
 
 Exactly-once output (``Settings.exactly_once``) is the same path with a transaction around each batch's
 checkpoint: begin -> dead letters, lists, tombstones -> flush -> make lists current in Redis -> the
@@ -23,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Any
 
@@ -33,6 +34,7 @@ from simstream.consumers.checkpoint import BatchOutput, Checkpoint, ConsumerOffs
 from simstream.consumers.heap import HeapTrimmer
 from simstream.consumers.http import start_server
 from simstream.consumers.metrics import BatchObservation, LagSampler, WorkerMetrics
+from simstream.consumers.prefetch import Prefetcher
 from simstream.consumers.redis_position import RedisPosition
 from simstream.consumers.stats import WorkerStats
 from simstream.core.applied_offsets import AppliedOffsets, Partition
@@ -47,7 +49,7 @@ from simstream.core.errors import (
     StoreUnavailableError,
 )
 from simstream.core.log_limit import kafka_logger
-from simstream.core.pipeline import BatchResult, Inbound, Pipeline, RefreshPolicy
+from simstream.core.pipeline import BatchResult, Inbound, Pipeline, Prefetched, RefreshPolicy
 from simstream.producers.sink import DeliveryError, FatalKafkaError, KafkaSink
 from simstream.producers.topics import AUTHORIZATION_ERRORS, KafkaAccessError
 from simstream.schemas.codec import DecodeFailure, clip_detail, decode_event
@@ -122,6 +124,7 @@ class Worker:
         self._next_position_check = 0.0
         self._heap = HeapTrimmer()  # freed batch memory back to the OS: RSS stays flat
         self._checkpoint = Checkpoint(sink, ConsumerOffsets(self._consumer), pipeline, position)
+        self._prefetcher = Prefetcher(pipeline)
 
     def stop(self, *_: object) -> None:
         self._stopping = True
@@ -141,9 +144,9 @@ class Worker:
         try:
             while not self._stopping and not (stop_when and stop_when()):
                 self._poll_once()
-            for batch in [*self._ready, *self._batcher.flush()]:
-                self._process(batch)
+            self._process_all([*self._ready, *self._batcher.flush()])
         finally:
+            self._prefetcher.close()
             self._consumer.close()
 
     def _poll_once(self) -> None:
@@ -169,10 +172,20 @@ class Worker:
             tokens = pending.outcome.tokens if isinstance(pending.outcome, Inbound) else 0
             ready.extend(self._batcher.add(pending, tokens))
         ready.extend(self._batcher.due())
-        for batch in ready:
-            self._process(batch)
-            self._heap.note_work()
+        self._process_all(ready)
         self._heap.maybe_trim()
+
+    def _process_all(self, batches: list[list[Pending]]) -> None:
+        """Process ``batches`` in order; each one's successor is encoded ahead meanwhile (one at most)."""
+        for index, batch in enumerate(batches):
+            prefetched = self._prefetcher.take(batch)  # before the next start: that drops what is not taken
+            if prefetched is not None:
+                self.stats.prefetched_batches += 1
+            if index + 1 < len(batches):
+                following = batches[index + 1]
+                self._prefetcher.start(following, [p.outcome for p in following if isinstance(p.outcome, Inbound)])
+            self._process(batch, prefetched)
+            self._heap.note_work()
 
     def _check_position_now(self) -> None:
         # Batches check their own partitions; this catches a Redis that lost writes of partitions
@@ -207,11 +220,11 @@ class Worker:
         log.warning("%s dead letter: %s: %s", where(message), failure.reason, failure.detail)
         return Pending(message, failure, self._polls)
 
-    def _process(self, batch: list[Pending]) -> None:
+    def _process(self, batch: list[Pending], prefetched: Prefetched | None = None) -> None:
         attempt = 0
         while batch:
             try:
-                self._process_once(batch)
+                self._process_once(batch, prefetched)
                 if attempt:
                     self._consumer.resume(self._consumer.assignment())
                 return
@@ -238,12 +251,12 @@ class Worker:
                 self._checkpoint.abort()
                 if attempt:
                     self._consumer.resume(self._consumer.assignment())
-                self._isolate(batch, exc)
+                self._isolate(batch, exc, prefetched)
                 return
         if attempt:
             self._consumer.resume(self._consumer.assignment())
 
-    def _isolate(self, batch: list[Pending], exc: Exception) -> None:
+    def _isolate(self, batch: list[Pending], exc: Exception, prefetched: Prefetched | None = None) -> None:
         """Split a failing batch until the records that cause the failure stand alone, dead-letter those
         with reason ``processing_error`` and process the rest. Halves keep each partition's offset order,
         so a half's commit never moves past a record of the other half."""
@@ -259,8 +272,10 @@ class Worker:
             batch, key=lambda p: (p.message.topic() or "", p.message.partition() or 0, p.message.offset() or 0)
         )
         middle = len(ordered) // 2
-        self._process(ordered[:middle])
-        self._process(self._owned(ordered[middle:]))
+        # The halves share the batch's prefetched vectors; its encoder time is accounted once.
+        self._process(ordered[:middle], prefetched)
+        rest = None if prefetched is None else replace(prefetched, encode_seconds=0.0)
+        self._process(self._owned(ordered[middle:]), rest)
 
     def _owned(self, batch: list[Pending]) -> list[Pending]:
         owned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
@@ -286,19 +301,20 @@ class Worker:
         position.rewind_if_behind(self._consumer, (p.partition for p in batch))
         return [p for p in batch if not position.read_before_rewind(p.partition, p.poll)]
 
-    def _process_once(self, batch: list[Pending]) -> None:
+    def _process_once(self, batch: list[Pending], prefetched: Prefetched | None) -> None:
         batch = self._in_step_with_redis(batch)
         if not batch:
             return
         inbound = [p.outcome for p in batch if not isinstance(p.outcome, DecodeFailure)]
         started = time.perf_counter()
-        result = self._pipeline.process(inbound) if inbound else None
+        result = self._pipeline.process(inbound, prefetched) if inbound else None
         processed = time.perf_counter()
         dead_letters = [(p.message, p.outcome) for p in batch if isinstance(p.outcome, DecodeFailure)]
         committed = self._checkpoint.commit(BatchOutput(dead_letters, result, next_offsets(batch)))
-        # Redis time: the pipeline outside the encoder, plus making the delivered lists current.
-        encode_seconds = result.encode_seconds if result is not None else 0.0
-        redis_seconds = processed - started - encode_seconds + committed.lists_seconds
+        # Redis time: the pipeline outside the encoder (the prefetch ran before it), plus making the
+        # delivered lists current.
+        encode_inline = result.encode_seconds - result.encode_ahead_seconds if result is not None else 0.0
+        redis_seconds = processed - started - encode_inline + committed.lists_seconds
         self._account(batch, result, time.perf_counter() - started)
         self._observe(batch, result, redis_seconds, committed.delivered_at)
 
@@ -367,6 +383,8 @@ class Worker:
         for pending in kept:
             tokens = pending.outcome.tokens if isinstance(pending.outcome, Inbound) else 0
             self._ready.extend(self._batcher.add(pending, tokens))
+        # The batch being encoded ahead may hold records of revoked partitions: drop that work.
+        self._prefetcher.discard()
         self.metrics.forget_partitions(tp.partition for tp in partitions)
         if self._position is not None:
             self._position.revoked(partitions)
