@@ -93,6 +93,7 @@ class WorkerStats:
     records_done: int = 0  # records of finished batches (committed and accounted for)
     retries: int = 0
     processing_errors: int = 0  # records dead-lettered because processing failed on them alone
+    prefetched_batches: int = 0  # batches encoded ahead, while the batch before them was applied
     encode_s: float = 0.0
     first_load_passes: int = 0  # bulk passes that built every list of a first load
     first_load_lists: int = 0  # lists those passes emitted

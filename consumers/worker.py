@@ -1,17 +1,18 @@
 """`simstream run`: the streaming worker in a consumer group.
 
-poll -> decode (bad records become dead letters) -> micro-batch -> pipeline (Redis) -> emit lists
--> flush the producer -> make lists current -> commit offsets. Offsets are committed only after the
-Redis writes and the producer's deliveries of their batch succeeded; replays are harmless because
-every write is version-fenced.
+poll -> decode (bad records become dead letters) -> micro-batch -> pipeline (Redis) -> checkpoint
+(consumers/checkpoint.py: emit lists -> flush the producer -> make lists current -> commit offsets).
+Offsets are committed only after the Redis writes and the producer's deliveries of their batch
+succeeded; replays are harmless because every write is version-fenced. While one batch is applied,
+the next one of the same poll is encoded ahead on one background thread (consumers/prefetch.py).
 
-Exactly-once output (``Settings.exactly_once``) is the same path with a transaction around each batch:
-begin -> dead letters, lists, tombstones -> flush -> make lists current in Redis -> the batch's offsets
-into the transaction -> commit. Redis and Kafka cannot commit atomically, so Redis goes first and the
-replay rule of :meth:`Pipeline.process` covers a transaction that then aborts (or a crash before its
-commit): a replayed event is always relisted, and a batch with a replay emits every list it recomputes,
-so the re-run transaction carries everything the lost one did. Retryable errors abort the transaction
-and retry the batch; a fatal producer error (fenced) ends the worker with a non-zero exit.
+Exactly-once output (``Settings.exactly_once``) is the same path with a transaction around each batch's
+checkpoint: begin -> dead letters, lists, tombstones -> flush -> make lists current in Redis -> the
+batch's offsets into the transaction -> commit. Redis and Kafka cannot commit atomically, so Redis goes
+first and the replay rule of :meth:`Pipeline.process` covers a transaction that then aborts (or a crash
+before its commit): a replayed event is always relisted, and a batch with a replay emits every list it
+recomputes, so the re-run transaction carries everything the lost one did. Retryable errors abort the
+transaction and retry the batch; a fatal producer error (fenced) ends the worker with a non-zero exit.
 """
 
 from __future__ import annotations
@@ -23,16 +24,18 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from simstream.consumers.caught_up import caught_up
+from simstream.consumers.checkpoint import BatchOutput, Checkpoint, ConsumerOffsets
 from simstream.consumers.heap import HeapTrimmer
 from simstream.consumers.http import start_server
 from simstream.consumers.metrics import BatchObservation, LagSampler, WorkerMetrics
+from simstream.consumers.prefetch import Prefetcher
 from simstream.consumers.redis_position import RedisPosition
 from simstream.consumers.stats import WorkerStats
 from simstream.core.applied_offsets import AppliedOffsets, Partition
@@ -49,7 +52,7 @@ from simstream.core.errors import (
 from simstream.core.first_load import FirstLoad
 from simstream.core.list_store import StoredList
 from simstream.core.log_limit import kafka_logger
-from simstream.core.pipeline import BatchResult, Inbound, Pipeline, RefreshPolicy
+from simstream.core.pipeline import BatchResult, Inbound, Pipeline, Prefetched, RefreshPolicy
 from simstream.producers.sink import DeliveryError, FatalKafkaError, KafkaSink
 from simstream.producers.topics import AUTHORIZATION_ERRORS, KafkaAccessError
 from simstream.schemas.codec import DecodeFailure, clip_detail, decode_event
@@ -127,6 +130,8 @@ class Worker:
         self._next_first_load_check = 0.0
         self._first_load_seen: int | None = None  # the first-load counter at the previous idle look
         self._heap = HeapTrimmer()  # freed batch memory back to the OS: RSS stays flat
+        self._checkpoint = Checkpoint(sink, ConsumerOffsets(self._consumer), pipeline, position)
+        self._prefetcher = Prefetcher(pipeline)
 
     def stop(self, *_: object) -> None:
         self._stopping = True
@@ -146,9 +151,9 @@ class Worker:
         try:
             while not self._stopping and not (stop_when and stop_when()):
                 self._poll_once()
-            for batch in [*self._ready, *self._batcher.flush()]:
-                self._process(batch)
+            self._process_all([*self._ready, *self._batcher.flush()])
         finally:
+            self._prefetcher.close()
             self._consumer.close()
 
     def _poll_once(self) -> None:
@@ -174,12 +179,22 @@ class Worker:
             tokens = pending.outcome.tokens if isinstance(pending.outcome, Inbound) else 0
             ready.extend(self._batcher.add(pending, tokens))
         ready.extend(self._batcher.due())
-        for batch in ready:
-            self._process(batch)
-            self._heap.note_work()
+        self._process_all(ready)
         if not messages and not ready and not len(self._batcher):
             self._finish_first_load()
         self._heap.maybe_trim()
+
+    def _process_all(self, batches: list[list[Pending]]) -> None:
+        """Process ``batches`` in order; each one's successor is encoded ahead meanwhile (one at most)."""
+        for index, batch in enumerate(batches):
+            prefetched = self._prefetcher.take(batch)  # before the next start: that drops what is not taken
+            if prefetched is not None:
+                self.stats.prefetched_batches += 1
+            if index + 1 < len(batches):
+                following = batches[index + 1]
+                self._prefetcher.start(following, [p.outcome for p in following if isinstance(p.outcome, Inbound)])
+            self._process(batch, prefetched)
+            self._heap.note_work()
 
     def _finish_first_load(self) -> None:
         """Idle with nothing batched: build a pending first load's lists (core/first_load)."""
@@ -204,7 +219,7 @@ class Worker:
         except FATAL:
             raise
         except RETRYABLE as exc:  # the marker stays: the next idle poll builds the lists again
-            self._abort_quietly()
+            self._checkpoint.abort()
             log.warning("first load: building the lists failed, retrying when idle: %s", exc)
             return
         self._heap.note_work()
@@ -223,9 +238,7 @@ class Worker:
 
     def _emit_first_load(self, lists: Sequence[StoredList]) -> None:
         # Delivered (and in exactly-once mode committed) before build_all_lists makes them current.
-        self._sink.begin()
-        self._sink.emit_lists(lists)
-        self._sink.commit_records()
+        self._checkpoint.deliver_lists(lists)
         with self.stats.lock:
             for record in lists:
                 self.stats.emitted_ids.add(record.product_id)
@@ -263,18 +276,18 @@ class Worker:
         log.warning("%s dead letter: %s: %s", where(message), failure.reason, failure.detail)
         return Pending(message, failure, self._polls)
 
-    def _process(self, batch: list[Pending]) -> None:
+    def _process(self, batch: list[Pending], prefetched: Prefetched | None = None) -> None:
         attempt = 0
         while batch:
             try:
-                self._process_once(batch)
+                self._process_once(batch, prefetched)
                 if attempt:
                     self._consumer.resume(self._consumer.assignment())
                 return
             except FATAL:
                 raise
             except RETRYABLE as exc:
-                self._abort_quietly()
+                self._checkpoint.abort()
                 attempt += 1
                 self.stats.retries += 1
                 self.metrics.count_retry()
@@ -291,15 +304,15 @@ class Worker:
                 # A rebalance while waiting may have taken partitions: their new owner redoes those records.
                 batch = self._owned(batch)
             except Exception as exc:  # not transient, not fatal: some record(s) of this batch cause it
-                self._abort_quietly()
+                self._checkpoint.abort()
                 if attempt:
                     self._consumer.resume(self._consumer.assignment())
-                self._isolate(batch, exc)
+                self._isolate(batch, exc, prefetched)
                 return
         if attempt:
             self._consumer.resume(self._consumer.assignment())
 
-    def _isolate(self, batch: list[Pending], exc: Exception) -> None:
+    def _isolate(self, batch: list[Pending], exc: Exception, prefetched: Prefetched | None = None) -> None:
         """Split a failing batch until the records that cause the failure stand alone, dead-letter those
         with reason ``processing_error`` and process the rest. Halves keep each partition's offset order,
         so a half's commit never moves past a record of the other half."""
@@ -315,19 +328,14 @@ class Worker:
             batch, key=lambda p: (p.message.topic() or "", p.message.partition() or 0, p.message.offset() or 0)
         )
         middle = len(ordered) // 2
-        self._process(ordered[:middle])
-        self._process(self._owned(ordered[middle:]))
+        # The halves share the batch's prefetched vectors; its encoder time is accounted once.
+        self._process(ordered[:middle], prefetched)
+        rest = None if prefetched is None else replace(prefetched, encode_seconds=0.0)
+        self._process(self._owned(ordered[middle:]), rest)
 
     def _owned(self, batch: list[Pending]) -> list[Pending]:
         owned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
         return [p for p in batch if (p.message.topic(), p.message.partition()) in owned]
-
-    def _abort_quietly(self) -> None:
-        # A failed batch leaves its transaction open: abort it (its records never become visible).
-        try:
-            self._sink.abort()
-        except DeliveryError as exc:
-            log.warning("abort_transaction failed, retrying with the batch: %s", exc)
 
     def _wait(self, seconds: float) -> None:
         # Keep serving the consumer (rebalances, liveness) while partitions are paused: never spin.
@@ -349,41 +357,22 @@ class Worker:
         position.rewind_if_behind(self._consumer, (p.partition for p in batch))
         return [p for p in batch if not position.read_before_rewind(p.partition, p.poll)]
 
-    def _process_once(self, batch: list[Pending]) -> None:
+    def _process_once(self, batch: list[Pending], prefetched: Prefetched | None) -> None:
         batch = self._in_step_with_redis(batch)
         if not batch:
             return
-        self._sink.begin()
         inbound = [p.outcome for p in batch if not isinstance(p.outcome, DecodeFailure)]
         started = time.perf_counter()
-        result = self._pipeline.process(inbound) if inbound else None
+        result = self._pipeline.process(inbound, prefetched) if inbound else None
         processed = time.perf_counter()
-        # Dead letters only once the pipeline went through: a batch that fails and is split or retried
-        # does not send them twice.
-        for pending in batch:
-            if isinstance(pending.outcome, DecodeFailure):
-                self._sink.dead_letter(pending.message, pending.outcome)
-        if result is not None:
-            self._sink.emit_lists(result.lists)
-            self._sink.emit_tombstones(result.tombstones)
-        self._sink.flush()
-        delivered_at, flushed = time.time(), time.perf_counter()
-        if result is not None:
-            self._pipeline.commit(result)
-        # Redis time: the pipeline outside the encoder, plus making the delivered lists current.
-        encode_seconds = result.encode_seconds if result is not None else 0.0
-        redis_seconds = processed - started - encode_seconds + time.perf_counter() - flushed
-        offsets = next_offsets(batch)
-        if self._position is not None:
-            self._position.applied(offsets)
-        if self._sink.transactional:
-            self._sink.commit(offsets, self._consumer.consumer_group_metadata())
-        else:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
-        if self._position is not None:
-            self._position.committed(offsets)
+        dead_letters = [(p.message, p.outcome) for p in batch if isinstance(p.outcome, DecodeFailure)]
+        committed = self._checkpoint.commit(BatchOutput(dead_letters, result, next_offsets(batch)))
+        # Redis time: the pipeline outside the encoder (the prefetch ran before it), plus making the
+        # delivered lists current.
+        encode_inline = result.encode_seconds - result.encode_ahead_seconds if result is not None else 0.0
+        redis_seconds = processed - started - encode_inline + committed.lists_seconds
         self._account(batch, result, time.perf_counter() - started)
-        self._observe(batch, result, redis_seconds, delivered_at)
+        self._observe(batch, result, redis_seconds, committed.delivered_at)
 
     def _account(self, batch: list[Pending], result: BatchResult | None, seconds: float) -> None:
         stats = self.stats
@@ -450,6 +439,8 @@ class Worker:
         for pending in kept:
             tokens = pending.outcome.tokens if isinstance(pending.outcome, Inbound) else 0
             self._ready.extend(self._batcher.add(pending, tokens))
+        # The batch being encoded ahead may hold records of revoked partitions: drop that work.
+        self._prefetcher.discard()
         self.metrics.forget_partitions(tp.partition for tp in partitions)
         if self._position is not None:
             self._position.revoked(partitions)

@@ -2,9 +2,14 @@
 
 The stages of design.md §1 in order: newest version per key, version fence against Redis, the
 embedded text and its hash (skip the encoder when unchanged), encode, fenced writes, lists.
-Emission and offset commits belong to the caller (consumers/): the lists computed here are only
-made current in Redis (:meth:`Pipeline.commit`) after the caller's producer delivered them, so a
-crash in between makes a replay re-emit them instead of losing them.
+Emission and offset commits belong to the caller (consumers/checkpoint.py): the lists computed here
+are only made current in Redis (:meth:`Pipeline.commit`) after the caller's producer delivered them,
+so a crash in between makes a replay re-emit them instead of losing them.
+
+The encoder work of a batch can be done ahead (:meth:`Pipeline.prefetch`, on another thread while the
+batch before is applied). It is only a cache of vectors by content hash: :meth:`Pipeline.process`
+re-reads the stored states as always and encodes whatever the cache misses, so the version fence and
+the replay rule below do not depend on it.
 
 The replay rule, one for both delivery modes. A replayed event (its version equals the stored one)
 cannot tell whether the output of its first run reached readers: at-least-once flushed it before
@@ -23,9 +28,11 @@ records only reach the topic with their next change.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from simstream.core.bulk_lists import BulkReport, Emitter, build_all_lists
 from simstream.core.encoder import Encoder
@@ -34,7 +41,7 @@ from simstream.core.list_store import ListStore, StoredList
 from simstream.core.pool_refresh import Owner, PoolRefresher
 from simstream.core.similarity import SimilarityPolicy
 from simstream.core.text import build_text, compile_template, content_hash
-from simstream.core.vector_store import ProductWrite, StoredState, UpsertResult, VectorStore
+from simstream.core.vector_store import ProductWrite, StoredState, UpsertResult, Vector, VectorStore
 from simstream.schemas.events import ProductEvent
 
 
@@ -72,7 +79,16 @@ class BatchResult:
     touched: int = 0  # lists the batch examined: updated from its scores or recomputed
     round_trips: int = 0  # Redis round trips of the list work
     deferred: bool = False  # a first load: products written, the lists left to the bulk pass
-    encode_seconds: float = 0.0  # time inside the encoder: the worker's Redis time is process time minus this
+    encode_seconds: float = 0.0  # time inside the encoder, the prefetch's included
+    encode_ahead_seconds: float = 0.0  # the prefetch's part: spent before process(), not inside it
+
+
+@dataclass(frozen=True, slots=True)
+class Prefetched:
+    """Vectors encoded ahead of a batch, by content hash: a cache for :meth:`Pipeline.process`."""
+
+    vectors: Mapping[str, Vector]
+    encode_seconds: float = 0.0
 
 
 class Pipeline:
@@ -98,6 +114,9 @@ class Pipeline:
         self._clock = clock
         self._first_load = first_load
         self._device = str(getattr(encoder, "device", "cpu"))
+        # The prefetch thread and process() (for the prefetch's misses) may both need the encoder: one
+        # at a time, the tokenizer included (a fast tokenizer is not safe to share between threads).
+        self._encoder_lock = threading.Lock()
         self._refresher = PoolRefresher(
             lists.client,
             lists,
@@ -113,16 +132,44 @@ class Pipeline:
         if event.product is None:
             return Inbound(event, None, 0, event_time)
         text = build_text(event.product, self._template)
-        return Inbound(event, text, self._encoder.token_counts([text])[0], event_time)
+        with self._encoder_lock:
+            tokens = self._encoder.token_counts([text])[0]
+        return Inbound(event, text, tokens, event_time)
 
-    def process(self, batch: Sequence[Inbound], *, list_work: bool = True) -> BatchResult:
-        """The batch's Redis writes and the lists they alter (prepared, not yet current).
+    def prefetch(self, batch: Sequence[Inbound]) -> Prefetched:
+        """Encode ahead the texts :meth:`process` will need for ``batch``, as far as Redis tells now:
+        upserts newer than the stored version whose content hash differs from the stored one. Safe on
+        another thread than :meth:`process`; the result only saves it encoder work."""
+        model_id = self._encoder.model_id
+        upserts = [item for item in newest_per_product(batch).values() if not item.event.is_delete]
+        states = self._store.states([item.event.product_id for item in upserts])
+        texts: dict[str, str] = {}  # content hash -> text: equal texts are encoded once
+        for item in upserts:
+            state = states.get(item.event.product_id)
+            if state is not None and item.event.version <= state.version:
+                continue  # stale, or a replay: process() encodes nothing for it
+            digest = content_hash(item.text or "", model_id)
+            if not _same_content(state, digest):
+                texts.setdefault(digest, item.text or "")
+        vectors, seconds = self._encode(list(texts.values()))
+        return Prefetched(MappingProxyType(dict(zip(texts, vectors, strict=True))), seconds)
+
+    def process(
+        self, batch: Sequence[Inbound], prefetched: Prefetched | None = None, *, list_work: bool = True
+    ) -> BatchResult:
+        """The batch applied to Redis and its lists prepared (not yet current); ``prefetched``: vectors
+        encoded ahead (:meth:`prefetch`, possibly of a larger or older batch), used where the content
+        hash matches.
 
         ``list_work`` False, or while a first load is pending (core/first_load): products are written
         and deleted, tombstones returned, and no list is computed (core/bulk_lists builds them later).
         """
         result = BatchResult()
         result.deferred = not list_work or (self._first_load is not None and self._first_load.pending() is not None)
+        cached: Mapping[str, Vector] = {}
+        if prefetched is not None:
+            cached = prefetched.vectors
+            result.encode_seconds = result.encode_ahead_seconds = prefetched.encode_seconds
         newest = newest_per_product(batch)
         result.stale = len(batch) - len(newest)
         states = self._store.states(list(newest))
@@ -152,12 +199,12 @@ class Pipeline:
             else:
                 writes_needed.append(item)
 
-        writes = self._embed(writes_needed, states, result)
+        writes = self._embed(writes_needed, states, result, cached)
         outcomes = self._store.upsert_results(writes)
         # The server re-checks metadata-only writes: if the stored content moved meanwhile, embed after all.
         redo = [i for i, outcome in enumerate(outcomes) if outcome is UpsertResult.NEEDS_EMBEDDING]
         if redo:
-            retry = self._embed([writes_needed[i] for i in redo], {}, result)
+            retry = self._embed([writes_needed[i] for i in redo], {}, result, cached)
             result.metadata_only -= len(redo)
             for i, write, outcome in zip(redo, retry, self._store.upsert_results(retry), strict=True):
                 writes[i], outcomes[i] = write, outcome
@@ -211,28 +258,41 @@ class Pipeline:
         for product_id in result.tombstones:
             self._lists.delete_list(product_id)
 
+    def _encode(self, texts: Sequence[str]) -> tuple[Sequence[Vector], float]:
+        """The texts' vectors and the seconds spent in the encoder (none for no texts)."""
+        if not texts:
+            return [], 0.0
+        with self._encoder_lock:
+            started = time.perf_counter()
+            vectors = self._encoder.encode(texts)
+            return list(vectors), time.perf_counter() - started
+
     def _embed(
-        self, items: Sequence[Inbound], states: dict[str, StoredState | None], result: BatchResult
+        self,
+        items: Sequence[Inbound],
+        states: dict[str, StoredState | None],
+        result: BatchResult,
+        cached: Mapping[str, Vector],
     ) -> list[ProductWrite]:
         model_id = self._encoder.model_id
         hashes = [content_hash(item.text or "", model_id) for item in items]
-        to_encode = [
+        needed = [
             i
             for i, (item, digest) in enumerate(zip(items, hashes, strict=True))
             if not _same_content(states.get(item.event.product_id), digest)
         ]
-        started = time.perf_counter()
-        vectors = self._encoder.encode([items[i].text or "" for i in to_encode]) if to_encode else None
-        result.encode_seconds += time.perf_counter() - started
-        row_of = {index: row for row, index in enumerate(to_encode)}
-        result.encoded += len(to_encode)
-        result.metadata_only += len(items) - len(to_encode)
+        to_encode = [i for i in needed if hashes[i] not in cached]
+        encoded, seconds = self._encode([items[i].text or "" for i in to_encode])
+        result.encode_seconds += seconds
+        fresh = dict(zip(to_encode, encoded, strict=True))
+        vector_of = {i: fresh[i] if i in fresh else cached[hashes[i]] for i in needed}
+        result.encoded += len(needed)
+        result.metadata_only += len(items) - len(needed)
         now = self._clock()
         writes: list[ProductWrite] = []
         for index, (item, digest) in enumerate(zip(items, hashes, strict=True)):
             product = item.event.product
             assert product is not None  # deletes never reach _embed
-            row = row_of.get(index)
             writes.append(
                 ProductWrite(
                     product_id=item.event.product_id,
@@ -244,7 +304,7 @@ class Pipeline:
                     category=product.category or "",
                     price=product.price,
                     updated_at=now,
-                    embedding=None if row is None or vectors is None else vectors[row],
+                    embedding=vector_of.get(index),
                     text=item.text or "",
                 )
             )
