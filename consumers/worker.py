@@ -133,6 +133,10 @@ class Worker:
         self._checkpoint = Checkpoint(sink, ConsumerOffsets(self._consumer), pipeline, position)
         self._prefetcher = Prefetcher(pipeline)
 
+    @property
+    def pipeline(self) -> Pipeline:
+        return self._pipeline
+
     def stop(self, *_: object) -> None:
         self._stopping = True
 

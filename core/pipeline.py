@@ -241,14 +241,18 @@ class Pipeline:
     def first_load(self) -> FirstLoad | None:
         return self._first_load
 
+    def build_all_lists(self, emit: Emitter | None) -> BulkReport:
+        """Every product's pool and list built in bulk (core/bulk_lists), emitted, made current."""
+        return build_all_lists(
+            self._store, self._lists, self._policy, self._encoder.model_id, device=self._device, emit=emit,
+            epsilon=self._refresh.epsilon,
+        )  # fmt: skip
+
     def finish_first_load(self, seen: int, emit: Emitter | None) -> BulkReport:
         """A pending first load's lists, all built in bulk, emitted and made current; the marker is
         removed unless a batch wrote since ``seen`` (its counter, read before this call) was read."""
         assert self._first_load is not None
-        report = build_all_lists(
-            self._store, self._lists, self._policy, self._encoder.model_id, device=self._device, emit=emit,
-            epsilon=self._refresh.epsilon,
-        )  # fmt: skip
+        report = self.build_all_lists(emit)
         report.finished = self._first_load.finish(seen)
         return report
 

@@ -5,8 +5,10 @@ The real worker runs in a thread of this process on private topics, group, index
    Redis first, as an existing catalog the stream arrives on: variants of the real texts, re-encoded
    within an encode budget, then synthesised vectors (bench_redis.build_corpus), upserted in pipelined
    blocks, and their lists built in bulk (core/bulk_lists). Seconds to generate, write and list.
-1. load: the Abt-Buy catalog (creates at version 1) is published as a backlog; products/s to drain
-   it. On a generated catalog these are new products entering lists that already exist.
+1. load: the Abt-Buy catalog (creates at version 1) is published as a backlog; products/s until it
+   is drained and every list emitted. On an empty index that is a first load (core/first_load: the
+   products written, then every list built once in bulk); on a generated catalog these are new
+   products entering lists that already exist (the incremental path).
 2. saturate: a backlog of updates to real offers (a title word dropped and two swapped: re-encode +
    refresh); products/s to drain it is the sustained rate. Redis traffic is counted meanwhile
    (simstream/redis_traffic.py, process-wide: the worker's batches and its polls of Redis, such as
@@ -100,13 +102,18 @@ class _BenchWorker:
         freshness samples, and a late sample would land in the next phase.
         """
         deadline = time.monotonic() + timeout_s
-        while self.done() < target or self.stats.records_done < target:
+        while self.done() < target or self.stats.records_done < target or self.first_load_pending():
             if self.error is not None:
                 raise BenchError(f"worker crashed: {self.error!r}") from self.error
             if time.monotonic() > deadline:
                 raise BenchError(f"only {self.done()} of {target} records processed after {timeout_s:.0f} s")
             time.sleep(0.02)
         return time.monotonic()
+
+    def first_load_pending(self) -> bool:
+        """A first load's lists not built yet: its records are committed, its lists still owed."""
+        first_load = self.worker.pipeline.first_load
+        return first_load is not None and first_load.pending() is not None
 
     def stop(self) -> None:
         if self._stop.is_set():
@@ -322,6 +329,12 @@ def run_pipeline_bench(
             return rate
 
         drain("load", [product_event(row.product_id, 1, row.product) for row in rows])
+        with worker.stats.lock:
+            result["load"]["first_load"] = {
+                "bulk_passes": worker.stats.first_load_passes,
+                "lists": worker.stats.first_load_lists,
+                "seconds": round(worker.stats.first_load_s, 2),
+            }
         saturate_events = updates(backlog)
         batches_before = worker.stats.batches
         with count_redis_traffic() as traffic:
@@ -376,7 +389,12 @@ def format_pipeline_table(result: dict[str, Any]) -> str:
     lines = [
         f"worker through Kafka + Redis, {config['catalog']} products, top_k {config['top_k']}, "
         f"refresh {'on' if config['refresh'] else 'off'} (fan-out {config['refresh_fanout']})",
-        f"load (creates):          {result['load']['products_per_s']:>8} products/s",
+        f"load (creates):          {result['load']['products_per_s']:>8} products/s"
+        + (
+            f" (first load: {first['lists']} lists built in bulk in {first['seconds']} s)"
+            if (first := result["load"].get("first_load", {})).get("bulk_passes")
+            else ""
+        ),
         f"sustained (updates):     {result['saturate']['products_per_s']:>8} products/s",
         f"  Redis while saturating: {result['saturate']['round_trips_per_batch']} round trips and "
         f"{result['saturate']['redis_commands_per_batch']} commands per batch, "

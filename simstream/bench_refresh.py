@@ -4,6 +4,9 @@ In-process pipeline on the real Redis (no Kafka: this isolates the list work): l
 then apply the same kind of updates (a title edit: a word dropped or swapped) with refresh on and
 off, and report updates/s, the lists examined, recomputed and emitted per update, and the Redis
 traffic (simstream/redis_traffic.py): FT.SEARCH commands per update, round trips and commands per batch.
+The catalog is loaded twice, in two namespaces: through the incremental path batch by batch
+(``initial_load``), and as a first load does it (``bulk_load``: products written with no list work,
+then every list built once by core/bulk_lists); the updates then run on the bulk-loaded one.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from simstream.core.list_store import ListStore
 from simstream.core.namespace import clear_redis_namespace
 from simstream.core.pipeline import Inbound, Pipeline, RefreshPolicy
 from simstream.core.redis_client import make_redis_client
+from simstream.core.scoring import resolve_device
 from simstream.core.similarity import SimilarityPolicy
 from simstream.core.vector_store import RedisVectorStore
 from simstream.demo import sample_catalog
@@ -68,6 +72,29 @@ def _run(pipeline: Pipeline, events: Sequence[ProductEvent], batch: int) -> dict
     }
 
 
+def _bulk_load(pipeline: Pipeline, events: Sequence[ProductEvent], device: str) -> dict[str, float | str]:
+    with count_redis_traffic() as traffic:
+        started = time.perf_counter()
+        for start in range(0, len(events), LOAD_BATCH):
+            inbound = [pipeline.prepare(e, time.time()) for e in events[start : start + LOAD_BATCH]]
+            pipeline.process(inbound, list_work=False)
+        written = time.perf_counter() - started
+        report = pipeline.build_all_lists(emit=None)
+        seconds = time.perf_counter() - started
+    return {
+        "events": len(events),
+        "seconds": round(seconds, 3),
+        "events_per_s": round(len(events) / seconds, 2),
+        "write_s": round(written, 3),
+        "lists_s": round(report.seconds, 3),
+        "lists_score_s": round(report.score_s, 3),
+        "lists_emitted": report.emitted,
+        "searches": traffic.commands["FT.SEARCH"],
+        "round_trips": traffic.round_trips,
+        "device": device,
+    }
+
+
 def run_refresh_bench(
     settings: Settings,
     *,
@@ -82,23 +109,31 @@ def run_refresh_bench(
     if 2 * updates > len(rows):
         raise ValueError(f"{updates} updates per mode need {2 * updates} products, the catalog has {len(rows)}")
     name = f"bench-{uuid.uuid4().hex[:8]}"
-    private = settings.model_copy(
-        update={"redis_prefix": f"{name}:", "index_name": f"{name}-idx", "index_alias": f"{name}-alias"}
-    )
+
+    def namespace(suffix: str) -> Settings:
+        prefix = f"{name}{suffix}"
+        return settings.model_copy(
+            update={"redis_prefix": f"{prefix}:", "index_name": f"{prefix}-idx", "index_alias": f"{prefix}-alias"}
+        )
+
+    private, incremental = namespace(""), namespace("-inc")
     model = encoder or TransformerEncoder.from_settings(private)
     client = make_redis_client(private)
-    store = RedisVectorStore.from_settings(private, client)
-    store.ensure_index(model.dim, model.model_id)
-    lists = ListStore.from_settings(private, client)
     policy = SimilarityPolicy.from_settings(private)
 
-    def pipeline(enabled: bool) -> Pipeline:
-        refresh = RefreshPolicy(enabled=enabled, fanout=private.refresh_fanout, epsilon=private.list_score_epsilon)
-        return Pipeline(model, store, lists, policy, text_template=private.text_template, refresh=refresh)
+    def pipeline(enabled: bool, where: Settings = private) -> Pipeline:
+        store = RedisVectorStore.from_settings(where, client)
+        store.ensure_index(model.dim, model.model_id)
+        lists = ListStore.from_settings(where, client)
+        refresh = RefreshPolicy(enabled=enabled, fanout=where.refresh_fanout, epsilon=where.list_score_epsilon)
+        return Pipeline(model, store, lists, policy, text_template=where.text_template, refresh=refresh)
 
     rng = random.Random(seed)
+    creates = [product_event(r.product_id, 1, r.product) for r in rows]
     try:
-        load = _run(pipeline(True), [product_event(r.product_id, 1, r.product) for r in rows], LOAD_BATCH)
+        load = _run(pipeline(True, incremental), creates, LOAD_BATCH)
+        clear_redis_namespace(incremental, client)
+        bulk = _bulk_load(pipeline(True), creates, resolve_device(private.device))
         picked = rng.sample(rows, 2 * updates)
         on = _run(
             pipeline(True), [product_event(r.product_id, 2, _edit(r.product, rng)) for r in picked[:updates]], batch
@@ -107,6 +142,7 @@ def run_refresh_bench(
             pipeline(False), [product_event(r.product_id, 2, _edit(r.product, rng)) for r in picked[updates:]], batch
         )
     finally:
+        clear_redis_namespace(incremental, client)
         clear_redis_namespace(private, client)
     return {
         "catalog": len(rows),
@@ -114,6 +150,7 @@ def run_refresh_bench(
         "top_k": private.top_k,
         "fanout": private.refresh_fanout,
         "initial_load": load,
+        "bulk_load": bulk,
         "refresh_on": on,
         "refresh_off": off,
         "on_vs_off_speed": round(on["events_per_s"] / off["events_per_s"], 3),
@@ -134,6 +171,12 @@ def format_refresh_table(result: dict[str, Any]) -> str:
             f"{row['lists_recomputed_per_event']:>11} {row['lists_emitted_per_event']:>8} "
             f"{row['searches_per_event']:>9} {row['round_trips_per_batch']:>12} {row['redis_commands_per_batch']:>11}"
         )
+    bulk = result["bulk_load"]
+    lines.append(
+        f"{'bulk_load':14} {bulk['events']:>7} {bulk['events_per_s']:>9}  (write {bulk['write_s']} s, lists "
+        f"{bulk['lists_s']} s of which scoring {bulk['lists_score_s']} s on {bulk['device']}; "
+        f"{bulk['searches']} FT.SEARCH, {bulk['round_trips']} round trips in all)"
+    )
     lines.append("touched, recomputed, emitted: lists per event; searches: FT.SEARCH commands per event")
     lines.append(f"updates/s with refresh on vs off: {result['on_vs_off_speed']}x")
     return "\n".join(lines)

@@ -36,7 +36,10 @@ def test_refresh_bench_reports_lists_touched_searches_and_round_trips(
     assert result["refresh_off"]["batches"] == 2
     # Refresh off recomputes only the updated products' own lists: about one search per update.
     assert result["refresh_on"]["searches_per_event"] >= result["refresh_off"]["searches_per_event"]
-    assert "trips/batch" in format_refresh_table(result)
+    bulk = result["bulk_load"]  # the same catalog as a first load: written, then every list at once
+    assert bulk["events"] == 60 and bulk["lists_emitted"] == 60 and bulk["searches"] == 0
+    assert bulk["events_per_s"] > 0 and bulk["lists_s"] > 0
+    assert "trips/batch" in format_refresh_table(result) and "bulk_load" in format_refresh_table(result)
     client = redis.Redis.from_url(redis_url)
     assert not list(client.scan_iter(match="bench-*", count=1000))
 
