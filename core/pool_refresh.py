@@ -30,12 +30,13 @@ import redis
 from simstream.core.hybrid import pair_score
 from simstream.core.list_store import ListState, ListStore, Mode, PoolProposal, Prepared, StoredList
 from simstream.core.pools import COMPLETE, Pool, PoolEntry, Score, apply_changes, pool_from_ranked, ranked_items
+from simstream.core.query_syntax import FULL_POOLS_QUERY
 from simstream.core.redis_client import command, redis_errors
 from simstream.core.redis_keys import RedisKeys
 from simstream.core.redis_replies import parse_search, text
 from simstream.core.scoring import dense_scores
 from simstream.core.similarity import SimilarityPolicy, lists_equal
-from simstream.core.vector_store import KnnFilter, Vector, knn_query, range_query
+from simstream.core.vector_store import RANGE_RESULTS_CAP, KnnFilter, Vector, knn_query, range_query
 
 # Rounds of recomputing the pools another worker changed meanwhile within one batch.
 LIST_ATTEMPTS = 4
@@ -43,8 +44,6 @@ LIST_ATTEMPTS = 4
 # more queries; pools with the bound COMPLETE admit anything and are found by the KNN's reach.
 MAX_BANDS = 8
 MIN_BAND_WIDTH = 0.05
-# Results of one vector range query at most (RediSearch's own default bound is 1,000,000).
-RANGE_RESULTS_CAP = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +181,7 @@ class PoolRefresher:
             pipe.smembers(self._keys.rev(pid))
         if ids:
             command(pipe,
-                "FT.SEARCH", self._index, "@kth:[(-1 +inf]",
+                "FT.SEARCH", self._index, FULL_POOLS_QUERY,
                 "SORTBY", "kth", "ASC", "RETURN", 1, "kth", "LIMIT", 0, 1, "DIALECT", 2,
             )  # fmt: skip
         counts.round_trips += 1

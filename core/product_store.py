@@ -163,26 +163,6 @@ class RedisProductStore:
             value = self._client.get(self.keys.catalog_sequence)
         return int(value) if value is not None else 0
 
-    def versioned_embeddings(self, ids: Sequence[str]) -> dict[str, tuple[Vector, int]]:
-        """Stored vector and version of the ids that exist, each pair read together (one HMGET), so a
-        list computed from the vector is labelled with the version it came from."""
-        if not ids:
-            return {}
-        pipe = self._client.pipeline(transaction=False)
-        for product_id in ids:
-            pipe.hmget(self.keys.product(product_id), ["embedding", "version"])
-        with redis_errors(f"read {len(ids)} embedding(s)"):
-            replies = pipe.execute()
-        return {
-            pid: (blob_vector(blob), int(version))
-            for pid, (blob, version) in zip(ids, replies, strict=True)
-            if blob is not None and version is not None
-        }
-
-    def admission_thresholds(self, ids: Sequence[str]) -> dict[str, float]:
-        """``kth`` of the ids whose list was made current (see core/refresh), by product id."""
-        return {pid: float(value) for pid, value in self._field_of(ids, "kth").items()}
-
     def texts(self, ids: Sequence[str]) -> dict[str, str]:
         """The stored text of the ids that have one (what the encoder embedded)."""
         return {pid: text(value) for pid, value in self._field_of(ids, "text").items()}

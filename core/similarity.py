@@ -1,10 +1,9 @@
 """Top-K similar products of a product, as the policy allows (design.md §4).
 
-``compute_lists`` asks the vector store (KNN on each product's stored vector); ``compute_stamped_lists``
-does the same for the pipeline, labelling each list with the version of the vector it came from and the
-catalog sequence read before (the list's ``list_version``, see redis_scripts); ``exact_lists`` is the
-brute-force reference over given vectors, for tests and quality checks; ``lists_equal`` tells whether a
-recomputed list differs enough from the emitted one to be emitted again.
+``compute_lists`` asks the vector store (KNN on each product's stored vector), for tools; the pipeline
+keeps lists through pools (core/pool_refresh, core/bulk_lists); ``exact_lists`` is the brute-force
+reference over given vectors, for tests and quality checks; ``lists_equal`` tells whether a recomputed
+list differs enough from the emitted one to be emitted again.
 """
 
 from __future__ import annotations
@@ -37,27 +36,6 @@ class NeighborSource(Protocol):
         flt: KnnFilter | None = None,
         filters: Mapping[str, KnnFilter] | None = None,
     ) -> dict[str, list[Neighbor]]: ...
-
-
-class StampedNeighborSource(NeighborSource, Protocol):
-    """What compute_stamped_lists needs besides: the catalog sequence and versioned vectors."""
-
-    def catalog_stamp(self) -> int: ...
-    def versioned_embeddings(self, ids: Sequence[str]) -> dict[str, tuple[Vector, int]]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class ComputedList:
-    items: list[Neighbor]
-    source_version: int  # the product version whose vector the list was computed from
-    pool: tuple[str, ...]  # the dense candidates the list was ranked from (rev: sets follow these)
-    admission: float  # the dense score a product needs to enter the pool (-1: the pool is not full)
-
-
-@dataclass(frozen=True, slots=True)
-class StampedLists:
-    stamp: int  # catalog sequence read before any vector: every write up to it is reflected
-    lists: dict[str, ComputedList]
 
 
 DENSE_ONLY = HybridWeights(code=0.0, lexical=0.0)
@@ -101,14 +79,6 @@ class SimilarityPolicy:
         """The most members a pool keeps: pool_size plus the slack."""
         return self.pool_size + self.slack
 
-    def admission(self, pool: Sequence[Neighbor]) -> float:
-        """The dense score a product needs to enter this pool: its last score once full, else -1."""
-        return pool[-1].score if len(pool) >= self.pool_size else -1.0
-
-    def may_score(self, dense: float) -> bool:
-        """Can a pair with this dense score pass ``min_score`` (with the best lexical evidence)?"""
-        return self.min_score is None or self.weights.upper_bound(dense) >= self.min_score
-
     def keep(self, neighbors: Iterable[Neighbor]) -> list[Neighbor]:
         if self.min_score is None:
             return list(neighbors)
@@ -131,28 +101,6 @@ def compute_lists(
     for chunk in _chunks(product_ids, batch_size):
         lists.update({pid: found[0] for pid, found in _ranked_lists(store, store.embeddings(chunk), policy).items()})
     return lists
-
-
-def compute_stamped_lists(
-    store: StampedNeighborSource,
-    product_ids: Sequence[str],
-    policy: SimilarityPolicy,
-    *,
-    batch_size: int = KNN_BATCH_SIZE,
-) -> StampedLists:
-    """compute_lists, with each list's pool, source version and the catalog stamp they all reflect."""
-    stamp = store.catalog_stamp()  # first: what is read after it reflects at least these writes
-    lists: dict[str, ComputedList] = {}
-    for chunk in _chunks(product_ids, batch_size):
-        versioned = store.versioned_embeddings(chunk)
-        ranked = _ranked_lists(store, {pid: vector for pid, (vector, _) in versioned.items()}, policy)
-        lists.update(
-            {
-                pid: ComputedList(items, versioned[pid][1], tuple(n.product_id for n in pool), policy.admission(pool))
-                for pid, (items, pool) in ranked.items()
-            }
-        )
-    return StampedLists(stamp, lists)
 
 
 def _chunks(product_ids: Sequence[str], batch_size: int) -> list[list[str]]:

@@ -8,11 +8,11 @@ from collections.abc import Mapping, Sequence
 import redis
 
 from simstream.core.index_admin import RedisIndex
-from simstream.core.query_syntax import FULL_POOLS_QUERY, knn_query, range_query
+from simstream.core.query_syntax import knn_query
 from simstream.core.redis_client import command, redis_errors
 from simstream.core.redis_keys import RedisKeys
 from simstream.core.redis_replies import parse_search
-from simstream.core.vector_types import RANGE_RESULTS_CAP, KnnFilter, Neighbor, RangeQuery, Vector, vector_blob
+from simstream.core.vector_types import KnnFilter, Neighbor, Vector, vector_blob
 
 
 class RedisVectorQueries:
@@ -72,38 +72,3 @@ class RedisVectorQueries:
                 neighbors = [n for n in neighbors if n.product_id != own_id]
             results.append(neighbors[:k])
         return results
-
-    def range_many(self, queries: Sequence[RangeQuery]) -> list[list[Neighbor]]:
-        """Vector range searches in one pipeline, each answer best first (its own product left out)."""
-        if not queries:
-            return []
-        index_name = self._index.index_name
-        pipe = self._client.pipeline(transaction=False)
-        for query in queries:
-            radius = min(2.0, max(0.0, 1.0 - query.min_score))  # COSINE distance = 1 - cosine, in [0, 2]
-            command(pipe,
-                "FT.SEARCH", index_name, range_query(query.flt),
-                "PARAMS", 4, "radius", repr(radius), "vec", vector_blob(query.vector, self._index.dim),
-                "SORTBY", "dist", "RETURN", 1, "dist", "LIMIT", 0, RANGE_RESULTS_CAP, "DIALECT", 2,
-            )  # fmt: skip
-        with redis_errors(f"run {len(queries)} vector range quer(ies) on {index_name!r}"):
-            replies = pipe.execute()
-        return [
-            [
-                Neighbor(pid, 1.0 - float(hit.fields["dist"]))
-                for hit in parse_search(reply).hits
-                if (pid := self.keys.product_id_of(hit.key)) != query.product_id
-            ]
-            for query, reply in zip(queries, replies, strict=True)
-        ]
-
-    def lowest_admission(self) -> float | None:
-        """The lowest admission threshold of a full pool (``kth`` above -1), None when there is none."""
-        index_name = self._index.index_name
-        with redis_errors(f"read the lowest admission threshold on {index_name!r}"):
-            reply = command(self._client,
-                "FT.SEARCH", index_name, FULL_POOLS_QUERY,
-                "SORTBY", "kth", "ASC", "RETURN", 1, "kth", "LIMIT", 0, 1, "DIALECT", 2,
-            )  # fmt: skip
-        hits = parse_search(reply).hits
-        return float(hits[0].fields["kth"]) if hits else None

@@ -32,7 +32,6 @@ from simstream.core.vector_types import (
     KnnFilter,
     Neighbor,
     ProductWrite,
-    RangeQuery,
     StoredState,
     UpsertResult,
     Vector,
@@ -48,7 +47,6 @@ __all__ = [
     "KnnFilter",
     "Neighbor",
     "ProductWrite",
-    "RangeQuery",
     "RedisVectorStore",
     "StoredState",
     "UpsertResult",
@@ -82,12 +80,8 @@ class VectorStore(Protocol):
     ) -> dict[str, list[Neighbor]]: ...
     def embeddings(self, ids: Sequence[str]) -> dict[str, Vector]: ...
     def catalog_stamp(self) -> int: ...
-    def versioned_embeddings(self, ids: Sequence[str]) -> dict[str, tuple[Vector, int]]: ...
     def metadata(self, ids: Sequence[str]) -> dict[str, dict[str, str]]: ...
     def texts(self, ids: Sequence[str]) -> dict[str, str]: ...
-    def admission_thresholds(self, ids: Sequence[str]) -> dict[str, float]: ...
-    def range_many(self, queries: Sequence[RangeQuery]) -> list[list[Neighbor]]: ...
-    def lowest_admission(self) -> float | None: ...
     def all_product_ids(self) -> list[str]: ...
     def count(self) -> int: ...
 
@@ -189,12 +183,6 @@ class RedisVectorStore:
     def catalog_stamp(self) -> int:
         return self.products.catalog_stamp()
 
-    def versioned_embeddings(self, ids: Sequence[str]) -> dict[str, tuple[Vector, int]]:
-        return self.products.versioned_embeddings(ids)
-
-    def admission_thresholds(self, ids: Sequence[str]) -> dict[str, float]:
-        return self.products.admission_thresholds(ids)
-
     def texts(self, ids: Sequence[str]) -> dict[str, str]:
         return self.products.texts(ids)
 
@@ -220,9 +208,3 @@ class RedisVectorStore:
         filters: Mapping[str, KnnFilter] | None = None,
     ) -> dict[str, list[Neighbor]]:
         return self.queries.knn_many(queries, k, flt=flt, filters=filters)
-
-    def range_many(self, queries: Sequence[RangeQuery]) -> list[list[Neighbor]]:
-        return self.queries.range_many(queries)
-
-    def lowest_admission(self) -> float | None:
-        return self.queries.lowest_admission()

@@ -64,19 +64,9 @@ class KnnFilter:
     min_price: float | None = None
     max_price: float | None = None
     # Only products whose admission threshold (``kth``) lies in [min_kth, max_kth]: the
-    # reverse-neighbour search of core/refresh.
+    # reverse range searches of core/pool_refresh.
     min_kth: float | None = None
     max_kth: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RangeQuery:
-    """Every product (but ``product_id``) whose cosine with ``vector`` is at least ``min_score``."""
-
-    product_id: str
-    vector: Vector
-    min_score: float
-    flt: KnnFilter | None = None
 
 
 class UpsertResult(enum.Enum):

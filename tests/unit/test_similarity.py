@@ -205,16 +205,6 @@ def test_hybrid_lists_match_the_brute_force_reference() -> None:
         assert [n.score for n in found] == pytest.approx([n.score for n in expected[pid]], abs=1e-6)
 
 
-def test_admission_is_the_full_pools_last_dense_score() -> None:
-    pool = [Neighbor("a", 0.9), Neighbor("b", 0.8), Neighbor("c", 0.7)]
-    assert HYBRID.admission(pool) == 0.7
-    assert HYBRID.admission(pool[:2]) == -1.0
-    assert SimilarityPolicy(top_k=2).admission(pool[:2]) == 0.8
-    # With a minimum score, a pair passes when its best possible hybrid score could.
-    strict = SimilarityPolicy(top_k=2, min_score=0.9, weights=HybridWeights(1.0, 0.25), candidates=3)
-    assert strict.may_score(0.8) and not strict.may_score(0.7)
-
-
 # --- reverse-search bands (core/pool_refresh) ----------------------------------------------------------
 
 
