@@ -22,7 +22,7 @@ from typing import Final
 
 import redis
 
-from simstream.core.redis_client import redis_errors
+from simstream.core.redis_client import command, redis_errors
 from simstream.core.redis_keys import RedisKeys
 
 # KEYS[1] the marker; ARGV[1] the counter read before the bulk pass. 1 when it was removed.
@@ -55,7 +55,8 @@ class FirstLoad:
     def note_writes(self) -> None:
         """A deferring batch wrote products: the bulk pass that read the counter before now must repeat."""
         with redis_errors("count a first-load batch"):
-            self.last_written = int(self._client.incr(self._key))
+            # INCR itself: redis-py's incr() sends INCRBY, which the worker's ACL does not grant.
+            self.last_written = int(command(self._client, "INCR", self._key))
 
     def finish(self, seen: int) -> bool:
         """Remove the marker if no batch wrote since ``seen`` was read; False: another pass is needed."""
