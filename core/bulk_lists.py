@@ -43,9 +43,9 @@ Emitter = Callable[[Sequence[StoredList]], None]
 
 
 class ProductIds(Protocol):
-    """What build_all_lists needs of the vector store: the ids of every stored product."""
+    """What build_all_lists needs of the vector store: the ids of every indexed product."""
 
-    def all_product_ids(self) -> list[str]: ...
+    def indexed_product_ids(self) -> list[str]: ...
 
 
 @dataclass(slots=True)
@@ -82,9 +82,9 @@ def build_all_lists(
     for _round in range(LIST_ATTEMPTS):
         report.rounds += 1
         started = time.perf_counter()
-        ids = sorted(store.all_product_ids())
+        ids = sorted(store.indexed_product_ids())
         states, owners = _read(lists, ids)
-        ids = [pid for pid in ids if pid in owners]  # deleted between the scan and the read
+        ids = [pid for pid in ids if pid in owners]  # deleted between the listing and the read
         report.read_s += time.perf_counter() - started
         rows = list(range(len(ids))) if wanted is None else [i for i, pid in enumerate(ids) if pid in wanted]
         proposals = _proposals(ids, rows, states, owners, policy, model_id, device, epsilon, report)

@@ -61,6 +61,13 @@ def parse_search(reply: Any) -> SearchReply:
     return SearchReply(total=total, hits=hits)
 
 
+def parse_search_keys(reply: Any) -> SearchReply:
+    """FT.SEARCH reply with NOCONTENT (keys only: ``[total, key, key, ...]`` in RESP2) -> total and hits."""
+    if isinstance(reply, Mapping):
+        return parse_search(reply)  # RESP3 has the same shape either way, with no fields
+    return SearchReply(total=int(reply[0]), hits=[SearchHit(key=text(key), fields={}) for key in reply[1:]])
+
+
 def parse_info(reply: Any) -> dict[str, Any]:
     """FT.INFO reply -> its top-level fields by name (values left as the client returned them)."""
     return _as_dict(reply)

@@ -1,9 +1,10 @@
-"""Vector searches on the worker's own index (``RedisIndex.index_name``): KNN, vector ranges, and the
-lowest admission threshold. Batches of queries go out as one pipeline (``transaction=False``)."""
+"""Searches on the worker's own index (``RedisIndex.index_name``): KNN, and every indexed product id.
+Batches of queries go out as one pipeline (``transaction=False``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Final
 
 import redis
 
@@ -11,8 +12,10 @@ from simstream.core.index_admin import RedisIndex
 from simstream.core.query_syntax import knn_query
 from simstream.core.redis_client import command, redis_errors
 from simstream.core.redis_keys import RedisKeys
-from simstream.core.redis_replies import parse_search
+from simstream.core.redis_replies import parse_search, parse_search_keys
 from simstream.core.vector_types import KnnFilter, Neighbor, Vector, vector_blob
+
+ID_SLACK: Final = 1_000  # ids asked for beyond the count, for products written meanwhile
 
 
 class RedisVectorQueries:
@@ -72,3 +75,22 @@ class RedisVectorQueries:
                 neighbors = [n for n in neighbors if n.product_id != own_id]
             results.append(neighbors[:k])
         return results
+
+    def indexed_product_ids(self) -> list[str]:
+        """Every product the index holds, from one FT.SEARCH (one consistent view): SCAN would need a
+        keyspace-wide command that the worker's ACL does not grant, and pages of a wildcard query are
+        not in a stable order (an offset can skip or repeat ids). Catalogs past the server's
+        MAXSEARCHRESULTS (1,000,000 by default) need it raised; Redis's refusal says so."""
+        index_name = self._index.index_name
+        with redis_errors(f"count the products of {index_name!r}"):
+            counted = command(self._client, "FT.SEARCH", index_name, "*", "NOCONTENT", "LIMIT", 0, 0)
+        wanted = parse_search_keys(counted).total + ID_SLACK  # room for products written since the count
+        while True:
+            with redis_errors(f"list the {wanted} product ids of {index_name!r}"):
+                reply = command(
+                    self._client, "FT.SEARCH", index_name, "*", "NOCONTENT", "LIMIT", 0, wanted, "DIALECT", 2
+                )
+            hits = parse_search_keys(reply).hits
+            if len(hits) < wanted:
+                return [self.keys.product_id_of(hit.key) for hit in hits]
+            wanted = 2 * wanted + 1

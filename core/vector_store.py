@@ -83,6 +83,7 @@ class VectorStore(Protocol):
     def metadata(self, ids: Sequence[str]) -> dict[str, dict[str, str]]: ...
     def texts(self, ids: Sequence[str]) -> dict[str, str]: ...
     def all_product_ids(self) -> list[str]: ...
+    def indexed_product_ids(self) -> list[str]: ...
     def count(self) -> int: ...
 
 
@@ -191,6 +192,9 @@ class RedisVectorStore:
 
     def all_product_ids(self) -> list[str]:
         return self.products.all_product_ids()
+
+    def indexed_product_ids(self) -> list[str]:
+        return self.queries.indexed_product_ids()
 
     # --- vector queries (core/vector_queries) --------------------------------------------------
 

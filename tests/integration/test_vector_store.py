@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 import redis
 
+from simstream.core import vector_queries
 from simstream.core.errors import EmbeddingRequiredError, IndexMismatchError, StoreError
 from simstream.core.redis_client import command
+from simstream.core.redis_replies import SearchReply, parse_search_keys
 from simstream.core.similarity import SimilarityPolicy, compute_lists, exact_lists
 from simstream.core.vector_store import (
     Algorithm,
@@ -246,6 +249,29 @@ def test_wait_indexed_covers_hashes_written_before_the_index(make_store: StoreFa
     assert store.wait_indexed(INDEX_TIMEOUT_S)
     assert store.count() == 60
     assert sorted(store.all_product_ids()) == sorted(f"p{i}" for i in range(60))
+
+
+def test_the_indexed_ids_are_listed_whole_when_they_outnumber_the_first_ask(
+    make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store(algorithm="FLAT")
+    store.ensure_index(DIM, MODEL)
+    rng = np.random.default_rng(12)
+    ids = [f"p{i}" for i in range(45)]
+    store.upsert([write(pid, 1, unit(*rng.normal(size=DIM))) for pid in ids])
+    store.delete([(pid, 2) for pid in ids[:5]])
+    # No slack: the listing gets as many ids as it asked for, so it must ask again (for twice as many).
+    monkeypatch.setattr(vector_queries, "ID_SLACK", 0)
+    counts: list[int] = []
+
+    def counting(reply: Any) -> SearchReply:
+        parsed = parse_search_keys(reply)
+        counts.append(len(parsed.hits))
+        return parsed
+
+    monkeypatch.setattr(vector_queries, "parse_search_keys", counting)
+    assert sorted(store.indexed_product_ids()) == sorted(ids[5:])
+    assert counts == [0, 40, 40]  # asked for 40, then 81
 
 
 # --- KNN -------------------------------------------------------------------------------------
