@@ -9,15 +9,18 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 import orjson
 import redis
 
 from simstream.core.audit import Thresholds, VerifyReport, audit, threshold_failures
 from simstream.core.errors import SimstreamError
+from simstream.core.first_load import FirstLoad
 from simstream.core.list_store import ListStore, StoredList
 from simstream.core.query_syntax import escape_glob
 from simstream.core.redis_client import make_redis_client, redis_errors
+from simstream.core.redis_keys import RedisKeys
 from simstream.core.redis_replies import text
 from simstream.core.similarity import SimilarityPolicy
 from simstream.core.vector_store import RedisVectorStore, Vector
@@ -99,13 +102,12 @@ def run_verify(
         from simstream.consumers.output_reader import read_last_records
 
         output = read_last_records(settings, timeout_s=output_timeout_s)
-    return audit(
-        RedisAuditSource.from_settings(settings),
-        SimilarityPolicy.from_settings(settings),
-        output=output,
-        sample=sample,
-        seed=seed,
-    )
+    client = make_redis_client(settings)
+    source = RedisAuditSource.from_settings(settings, client)
+    report = audit(source, SimilarityPolicy.from_settings(settings), output=output, sample=sample, seed=seed)
+    # Read after the audit: a load that finished meanwhile leaves a report that is already settled.
+    pending = FirstLoad(client, RedisKeys(settings.redis_prefix)).pending() is not None
+    return replace(report, first_load_pending=pending)
 
 
 def format_report(report: VerifyReport) -> str:
@@ -126,6 +128,8 @@ def format_report(report: VerifyReport) -> str:
         f"rev errors         {report.rev_errors}",
         f"output topic       {output}",
     ]
+    if report.first_load_pending:
+        lines.append("first load         pending: lists are built in bulk once the input backlog is drained")
     if report.lowest_overlap:
         worst = ", ".join(f"{pid} {value:.2f}" for pid, value in report.lowest_overlap)
         lines.append(f"lowest overlap     {worst}")
