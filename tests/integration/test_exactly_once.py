@@ -38,6 +38,8 @@ def settings(
         vector_algorithm="FLAT",
         batch_max_items=PRODUCTS,  # one batch, usually: the failure hits lists of many products
         batch_max_wait_ms=500,
+        # The per-batch commit path under test: a first load would defer these lists to its bulk pass.
+        first_load_bulk=False,
     )
     create_stream_topics(configured)
     yield configured

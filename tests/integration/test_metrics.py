@@ -16,6 +16,7 @@ from support.streaming import (
     event,
     publish,
     publish_raw,
+    settled,
     stream_settings,
     wait_for,
 )
@@ -83,7 +84,12 @@ def test_a_running_worker_exports_its_metrics_and_is_healthy(
             lags = lag_by_partition(samples)
             return (
                 # Every record went through a committed batch (records_in alone counts at decoding).
-                value(samples, "simstream_batch_size_sum") == PRODUCTS + 1 and bool(lags) and sum(lags.values()) == 0
+                value(samples, "simstream_batch_size_sum") == PRODUCTS + 1
+                and bool(lags)
+                and sum(lags.values()) == 0
+                # The first load's lists, built in bulk after the last batch: one at least per product.
+                and settled(settings)
+                and value(samples, "simstream_lists_emitted_total") >= PRODUCTS
             )
 
         wait_for(drained, 120, "the worker to consume everything and export it")

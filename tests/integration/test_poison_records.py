@@ -22,10 +22,10 @@ from support.streaming import (
     RunningWorker,
     create_stream_topics,
     event,
-    group_lag,
     publish,
     publish_raw,
     read_dead_letters,
+    settled,
     stream_settings,
     wait_for,
 )
@@ -70,8 +70,7 @@ def private_world(kafka_bootstrap: str, redis_url: str, name: str) -> Iterator[S
 
 
 def drained(settings: Settings) -> bool:
-    lag = group_lag(settings)
-    return lag is not None and lag == 0
+    return settled(settings)
 
 
 def test_records_that_break_processing_are_dead_lettered_and_their_batch_goes_on(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from support.streaming import RunningWorker, create_stream_topics, event, group_lag, publish, stream_settings, wait_for
+from support.streaming import RunningWorker, create_stream_topics, event, publish, settled, stream_settings, wait_for
 
 from simstream.cli import main
 from simstream.core.encoder import TransformerEncoder
@@ -52,7 +52,7 @@ def test_same_category_lists_cli_similar_and_filtered_search(
     assert set(category_of.values()) == {"network & wifi", "other"}
     with RunningWorker(settings, default_encoder) as running:
         publish(settings, [event(pid, 1, product) for pid, product in products])
-        wait_for(lambda: group_lag(settings) == 0, 300, "the worker to drain")
+        wait_for(lambda: settled(settings), 300, "the worker to drain")
         assert running.alive()
 
     lists = ListStore.from_settings(settings, make_redis_client(settings)).read_lists(list(category_of))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from support.streaming import RunningWorker, create_stream_topics, event, group_lag, publish, stream_settings, wait_for
+from support.streaming import RunningWorker, create_stream_topics, event, publish, settled, stream_settings, wait_for
 
 from simstream.core.applied_offsets import AppliedOffsets
 from simstream.core.audit import Thresholds, threshold_failures
@@ -59,7 +59,7 @@ def test_a_redis_that_lost_acknowledged_writes_is_replayed_from_where_it_is(
     ids = [f"sku-{i}" for i in range(24)]
 
     def drained() -> bool:
-        return group_lag(settings) == 0
+        return settled(settings)
 
     def versions() -> dict[str, int | None]:
         return {pid: None if s is None or not s.exists else s.version for pid, s in store.states(ids).items()}

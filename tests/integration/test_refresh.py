@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from support.streaming import RunningWorker, create_stream_topics, event, group_lag, publish, stream_settings, wait_for
+from support.streaming import RunningWorker, create_stream_topics, event, publish, settled, stream_settings, wait_for
 
 from simstream.consumers.output_reader import read_last_records
 from simstream.core.encoder import TransformerEncoder
@@ -100,7 +100,7 @@ def private_settings(urls: tuple[str, str], algorithm: str) -> Settings:
 
 
 def drain(settings: Settings, running: RunningWorker) -> None:
-    wait_for(lambda: group_lag(settings) == 0, 300, "the worker to commit every record")
+    wait_for(lambda: settled(settings), 300, "the worker to commit every record")
     assert running.alive()
 
 

@@ -5,7 +5,7 @@ before it (or by another writer) may hold anything, ESC sequences included."""
 from __future__ import annotations
 
 import pytest
-from support.streaming import RunningWorker, create_stream_topics, event, group_lag, publish, stream_settings, wait_for
+from support.streaming import RunningWorker, create_stream_topics, event, publish, settled, stream_settings, wait_for
 
 from simstream.cli import main
 from simstream.core.encoder import TransformerEncoder
@@ -38,7 +38,7 @@ def test_similar_and_search_escape_control_characters_in_titles(
     create_stream_topics(settings)
     with RunningWorker(settings, default_encoder):
         publish(settings, [event(pid, 1, {"title": title}) for pid, title in TITLES.items()])
-        wait_for(lambda: group_lag(settings) == 0, 300, "the worker to drain")
+        wait_for(lambda: settled(settings), 300, "the worker to drain")
     make_redis_client(settings).hset(RedisKeys(settings.redis_prefix).product("evil-1"), "title", LEGACY_TITLE)
     for name in ("kafka_bootstrap", "redis_url", "redis_prefix", "index_name", "index_alias"):
         monkeypatch.setenv(f"SIMSTREAM_{name.upper()}", str(getattr(settings, name)))

@@ -18,7 +18,10 @@ from simstream.consumers.metrics import WorkerMetrics
 from simstream.consumers.stats import WorkerStats
 from simstream.consumers.worker import Worker, build_worker
 from simstream.core.encoder import Encoder
+from simstream.core.first_load import FirstLoad
 from simstream.core.namespace import namespace_fields
+from simstream.core.redis_client import make_redis_client
+from simstream.core.redis_keys import RedisKeys
 from simstream.producers.publish import product_event
 from simstream.producers.topics import DLQ_TOPIC_CONFIG
 from simstream.schemas.codec import encode_event
@@ -59,6 +62,14 @@ def create_stream_topics(settings: Settings, partitions: int = 3) -> None:
     for future in admin.create_topics(topics, operation_timeout=30).values():
         future.result(30)
     wait_for(lambda: all(t.topic in admin.list_topics(timeout=10).topics for t in topics), 30, "topics to exist")
+
+
+def settled(settings: Settings) -> bool:
+    """Every input record committed and every list built: no first load still defers its lists
+    (offsets of a first load's batches are committed before its lists are built in bulk)."""
+    if group_lag(settings) != 0:
+        return False
+    return FirstLoad(make_redis_client(settings), RedisKeys(settings.redis_prefix)).pending() is None
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.2) -> None:
