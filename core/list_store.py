@@ -105,6 +105,8 @@ class PoolProposal:
     mode: Mode = "emit"
     check_owner: bool = True  # False for tools writing lists of products they did not store
     check_members: bool = True  # the members entering the pool must exist (False: tools, tests)
+    # The product version each member was scored with (entering ones at least, when checked).
+    member_versions: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
