@@ -12,7 +12,8 @@ For the products whose vector the batch changed (``moved``) and the ones it dele
    pool is updated from its pairs' new scores alone (core/pools);
 5. search (one pipeline, rare): the pools that ran out of slack, or whose owner's vector moved;
 6. PREPARE (one pipeline): compare-and-set of every pool, the lists to emit versioned
-   (core/list_store). A pool another worker moved meanwhile is read and recomputed again (3-6).
+   (core/list_store). A pool another worker moved meanwhile, or that a member enters at another
+   version than the one now stored, is read and recomputed again (3-6).
 
 A list touched by several products of the batch is computed and written once.
 """
