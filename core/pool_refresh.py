@@ -7,7 +7,8 @@ For the products whose vector the batch changed (``moved``) and the ones it dele
    products (the pools holding them); the lowest bound of any pool;
 2. reverse ranges (one pipeline, only when needed): vector range searches per band of bounds, for the
    products far down a moved product's ranking whose own pool is weak enough to admit it;
-3. read (one pipeline): the pool state, vector and text of every affected list's owner;
+3. read (one pipeline): the pool state, vector and text of every affected list's owner, and the
+   stored version of each moved product (one written again since is left to its newer writer);
 4. score: one matrix product of the moved vectors against the owners' vectors (core/scoring); each
    pool is updated from its pairs' new scores alone (core/pools);
 5. search (one pipeline, rare): the pools that ran out of slack, or whose owner's vector moved;
@@ -295,10 +296,12 @@ class PoolRefresher:
         counts: RefreshCounts,
     ) -> dict[str, PoolProposal]:
         """Proposals for these lists: their pools updated from the batch's scores, or searched again."""
-        states, owners = self._read(ids, counts)
+        states, owners, stored = self._read(ids, list(moved), counts)
         present = [pid for pid in ids if pid in owners]
         counts.touched += len(present)
-        moved_ids = list(moved)
+        # A moved product written again (or deleted) since this batch wrote it is left to its newer
+        # writer, which finds the pools holding it through rev:; its score from here would be refused.
+        moved_ids = [pid for pid in moved if stored.get(pid) == moved[pid].version]
         scores = (
             dense_scores(
                 np.stack([moved[p].vector for p in moved_ids]),
@@ -309,7 +312,7 @@ class PoolRefresher:
             else np.zeros((0, 0), dtype=np.float32)
         )
         gone_set = set(gone)
-        moved_versions = {pid: owner.version for pid, owner in moved.items()}  # the only ones that enter
+        moved_versions = {pid: moved[pid].version for pid in moved_ids}  # the only ones that enter
         proposals: dict[str, PoolProposal] = {}
         search: dict[str, Owner] = {}
         for column, qid in enumerate(present):
@@ -338,14 +341,23 @@ class PoolRefresher:
         proposals.update(self._searched(search, counts, own=False, emit_all=emit_all, forced=forced_own))
         return proposals
 
-    def _read(self, ids: Sequence[str], counts: RefreshCounts) -> tuple[dict[str, ListState], dict[str, Owner]]:
+    def _read(
+        self, ids: Sequence[str], moved: Sequence[str], counts: RefreshCounts
+    ) -> tuple[dict[str, ListState], dict[str, Owner], dict[str, int]]:
+        """The lists' states and owners, and the stored version of each moved product that exists."""
         pipe = self._client.pipeline(transaction=False)
         self._lists.queue_state_reads(pipe, ids)  # before the vectors: compare-and-set order
         queue_owner_reads(pipe, self._keys, ids)
+        for pid in moved:
+            pipe.hget(self._keys.product(pid), "version")
         counts.round_trips += 1
         with redis_errors(f"read {len(ids)} list(s) to update"):
             replies = pipe.execute()
-        return self._lists.parse_states(ids, replies[: 2 * len(ids)]), parse_owners(ids, replies[2 * len(ids) :])
+        states = self._lists.parse_states(ids, replies[: 2 * len(ids)])
+        owners = parse_owners(ids, replies[2 * len(ids) : 3 * len(ids)])
+        versions = replies[3 * len(ids) :]
+        stored = {pid: int(version) for pid, version in zip(moved, versions, strict=True) if version is not None}
+        return states, owners, stored
 
     def read_owners(self, ids: Sequence[str]) -> dict[str, Owner]:
         """The stored vector, version, text and category of the ids that exist."""
