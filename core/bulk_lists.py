@@ -161,8 +161,9 @@ def _proposals(
         )
         entries = [PoolEntry(member, float(d), float(h)) for member, d, h in zip(members, dense, hybrid, strict=True)]
         pool = pool_from_ranked(entries, asked=cap, source_version=owner.version)
+        versions = {member: owners[member].version for member in members}  # read with the vectors scored
         proposals[pid] = list_proposal(
-            owner, states[pid], pool, policy, model_id, epsilon=epsilon, own=False, emit_all=False
+            owner, states[pid], pool, versions, policy, model_id, epsilon=epsilon, own=False, emit_all=False
         )
     report.rank_s += time.perf_counter() - started
     return proposals

@@ -12,6 +12,9 @@ The protocol (ARCHITECTURE.md, "The list protocol"):
   from reads made after that, and PREPARE applies it only if the revision did not move (compare and
   set): concurrent workers updating the same pool never lose each other's changes; a loser reads
   again and recomputes. PREPARE changes the pool, its rev sets and ``kth`` together.
+- PREPARE also refuses a pool that a member enters at another product version than the one it was
+  scored with (``PoolProposal.member_versions``): that member's writer read ``rev:`` before this pool
+  held it, so no one else would correct the score. The caller recomputes the pool.
 - PREPARE also gives the list to emit a ``list_version`` from the list's own clock:
   max(every version it issued or saw + 1, the server's time in microseconds). Versions of one list
   only rise, also after Redis lost writes (a restore, a crash with everysec fsync): the lists a
@@ -60,7 +63,7 @@ Mode = Literal["emit", "same", "forced"]
 EMIT: Final = 1
 UNCHANGED: Final = 0  # the pool was stored; the list equals the current one: nothing to emit
 CONFLICT: Final = -1  # the pool changed since it was read: read again and recompute
-MEMBER_GONE: Final = -2  # a product entering the pool was deleted meanwhile: recompute
+MEMBER_GONE: Final = -2  # a product entering the pool was deleted or written since it was scored: recompute
 OWNER_GONE: Final = -3  # the list's own product is deleted: its tombstone covers it
 
 
@@ -104,13 +107,17 @@ class PoolProposal:
     model: str
     mode: Mode = "emit"
     check_owner: bool = True  # False for tools writing lists of products they did not store
-    check_members: bool = True  # the members entering the pool must exist (False: tools, tests)
+    # The members entering the pool must exist at the version they were scored with (False: tools, tests).
+    check_members: bool = True
+    # The product version each member was scored with (entering ones at least, when checked): a member
+    # written since then is refused, as its writer looked up rev: before this pool held it.
+    member_versions: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
 class Prepared:
     ready: dict[str, StoredList] = field(default_factory=dict)  # to emit, then commit
-    retry: list[str] = field(default_factory=list)  # the pool moved or a member is gone: recompute
+    retry: list[str] = field(default_factory=list)  # the pool moved or a member is gone or newer: recompute
     unchanged: int = 0
     owner_gone: int = 0
 
@@ -210,6 +217,16 @@ def _membership_change(proposal: PoolProposal) -> tuple[list[str], list[str]]:
     return sorted(old - new), sorted(new - old)
 
 
+def _checked_members(pid: str, proposal: PoolProposal, entering: Sequence[str]) -> dict[str, int]:
+    """The entering members PREPARE checks, with the version each was scored with (none unchecked)."""
+    if not proposal.check_members:
+        return {}
+    missing = [member for member in entering if member not in proposal.member_versions]
+    if missing:
+        raise ValueError(f"the pool of {pid!r} gives no scored version of entering member(s) {missing}")
+    return {member: proposal.member_versions[member] for member in entering}
+
+
 # --- Lua (Redis) ---------------------------------------------------------------------------------
 
 # The list's clock: one more than every version it issued or saw, or the server's microseconds when
@@ -236,13 +253,16 @@ local function next_version(meta_key)
 end
 """
 
-# KEYS[1] listmeta:{Q}, KEYS[2] product:{Q}, KEYS[3..] product hashes of the members entering the pool.
+# KEYS[1] listmeta:{Q}, KEYS[2] product:{Q}, KEYS[3..] product hashes of the members entering the pool
+# (none when they are not checked).
 # ARGV[1] rev key prefix, ARGV[2] Q, ARGV[3] the revision the pool was computed from, ARGV[4] the pool
 # JSON, ARGV[5] its bound, ARGV[6] mode (emit | same | forced), ARGV[7] the committed version the list
 # was compared with ('' none), ARGV[8] '1' to require Q's product hash, ARGV[9] the number L of members
-# leaving, ARGV[10..9+L] those, ARGV[10+L..] the members entering (as KEYS[3..]).
-# Returns {outcome, list_version}. The rev keys are built here, not declared: see ARCHITECTURE.md
-# ("Redis Cluster") for what that means for a cluster.
+# leaving, ARGV[10] the number E of members entering, ARGV[11..10+L] those leaving, ARGV[11+L..10+L+E]
+# those entering, ARGV[11+L+E..] the product version each KEYS[3..] member was scored with, in order.
+# A checked member must still be at that version: a writer of M that read rev:{M} before this pool
+# held M cannot have fixed M's score here. Returns {outcome, list_version}. The rev keys are built
+# here, not declared: see ARCHITECTURE.md ("Redis Cluster") for what that means for a cluster.
 PREPARE_POOL: Final = (
     _NEXT_VERSION
     + """
@@ -254,16 +274,18 @@ local revision = tonumber(meta[1]) or 0
 if revision ~= tonumber(ARGV[3]) then
   return {-1, ''}
 end
+local leaving = tonumber(ARGV[9])
+local entering = tonumber(ARGV[10])
+local scored = 8 + leaving + entering  -- KEYS[i] was scored at version ARGV[scored + i]
 for i = 3, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 0 then
+  if redis.call('HGET', KEYS[i], 'version') ~= ARGV[scored + i] then
     return {-2, ''}
   end
 end
-local leaving = tonumber(ARGV[9])
-for i = 10, 9 + leaving do
+for i = 11, 10 + leaving do
   redis.call('SREM', ARGV[1] .. ARGV[i], ARGV[2])
 end
-for i = 10 + leaving, #ARGV do
+for i = 11 + leaving, 10 + leaving + entering do
   redis.call('SADD', ARGV[1] .. ARGV[i], ARGV[2])
 end
 redis.call('HSET', KEYS[1], 'pool', ARGV[4], 'revision', revision + 1)
@@ -385,12 +407,13 @@ class ListStore:
         pipe = self._client.pipeline(transaction=False)
         for pid, proposal in proposals.items():
             leaving, entering = _membership_change(proposal)
+            checked = _checked_members(pid, proposal, entering)
             current = proposal.state.current
             self._prepare_script(
                 keys=[
                     self.keys.list_meta(pid),
                     self.keys.product(pid),
-                    *(map(self.keys.product, entering) if proposal.check_members else ()),
+                    *map(self.keys.product, checked),
                 ],
                 args=[
                     self.keys.rev_prefix,
@@ -402,8 +425,10 @@ class ListStore:
                     "" if current is None else current.list_version,
                     "1" if proposal.check_owner else "",
                     len(leaving),
+                    len(entering),
                     *leaving,
                     *entering,
+                    *checked.values(),
                 ],
                 client=pipe,
             )
@@ -534,17 +559,18 @@ class _Meta:
 class MemoryListStore:
     """The same protocol in dicts: what unit tests of the ordering and replay rules run against.
 
-    ``products`` says which product hashes exist (PREPARE's checks); ``micros`` is the server clock.
+    ``products`` gives each stored product's version, None when its hash is gone (PREPARE's checks;
+    by default none is stored); ``micros`` is the server clock.
     """
 
     def __init__(
         self,
-        products: Callable[[str], bool] = lambda _pid: True,
+        products: Callable[[str], int | None] = lambda _pid: None,
         *,
         micros: Callable[[], int] = server_micros_now,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._exists = products
+        self._version = products
         self._micros = micros
         self._clock = clock
         self._meta: dict[str, _Meta] = {}
@@ -573,21 +599,22 @@ class MemoryListStore:
         return _call_prepare(proposals, self._prepare_one, self._clock)
 
     def _prepare_one(self, pid: str, proposal: PoolProposal) -> tuple[int, int]:
+        leaving, entering = _membership_change(proposal)
+        checked = _checked_members(pid, proposal, entering)
         with self._lock:
-            if proposal.check_owner and not self._exists(pid):
+            if proposal.check_owner and self._version(pid) is None:
                 return OWNER_GONE, 0
             meta = self._meta.setdefault(pid, _Meta())
             if meta.revision != proposal.state.revision:
                 return CONFLICT, 0
-            leaving, entering = _membership_change(proposal)
-            if proposal.check_members and not all(self._exists(member) for member in entering):
+            if any(self._version(member) != version for member, version in checked.items()):
                 return MEMBER_GONE, 0
             for member in leaving:
                 self._rev.get(member, set()).discard(pid)
             for member in entering:
                 self._rev.setdefault(member, set()).add(pid)
             meta.pool, meta.revision = encode_pool(proposal.pool), meta.revision + 1
-            if self._exists(pid):
+            if self._version(pid) is not None:
                 self.kth[pid] = proposal.pool.bound
             current = proposal.state.current
             compared = None if current is None else current.list_version

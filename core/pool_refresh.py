@@ -7,12 +7,14 @@ For the products whose vector the batch changed (``moved``) and the ones it dele
    products (the pools holding them); the lowest bound of any pool;
 2. reverse ranges (one pipeline, only when needed): vector range searches per band of bounds, for the
    products far down a moved product's ranking whose own pool is weak enough to admit it;
-3. read (one pipeline): the pool state, vector and text of every affected list's owner;
+3. read (one pipeline): the pool state, vector and text of every affected list's owner, and the
+   stored version of each moved product (one written again since is left to its newer writer);
 4. score: one matrix product of the moved vectors against the owners' vectors (core/scoring); each
    pool is updated from its pairs' new scores alone (core/pools);
 5. search (one pipeline, rare): the pools that ran out of slack, or whose owner's vector moved;
 6. PREPARE (one pipeline): compare-and-set of every pool, the lists to emit versioned
-   (core/list_store). A pool another worker moved meanwhile is read and recomputed again (3-6).
+   (core/list_store). A pool another worker moved meanwhile, or that a member enters at another
+   version than the one now stored, is read and recomputed again (3-6).
 
 A list touched by several products of the batch is computed and written once.
 """
@@ -89,6 +91,7 @@ class _Hit:
     dense: float
     kth: float | None
     text: str
+    version: int  # the product version whose vector was scored; -1 not returned: PREPARE refuses it
 
 
 class PoolRefresher:
@@ -140,8 +143,9 @@ class PoolRefresher:
 
         proposals: dict[str, PoolProposal] = {}
         for pid, owner in moved.items():
-            pool = self._pool_from_hits(owner, own_hits[pid])
-            proposals[pid] = self._proposal(pid, owner, own_states[pid], pool, own=True, emit_all=emit_all)
+            proposals[pid] = self._searched_proposal(
+                pid, owner, own_states[pid], own_hits[pid], own=True, emit_all=emit_all
+            )
         counts.searched += len(moved)
         pending = sorted(affected)
         forced_own = set(own_only)
@@ -203,7 +207,7 @@ class PoolRefresher:
         command(pipe,
             "FT.SEARCH", self._index, knn_query(fetch, self._filter(owner)),
             "PARAMS", 2, "vec", _blob(owner.vector),
-            "SORTBY", "dist", "RETURN", 3, "dist", "kth", "text", "LIMIT", 0, fetch, "DIALECT", 2,
+            "SORTBY", "dist", "RETURN", 4, "dist", "kth", "text", "version", "LIMIT", 0, fetch, "DIALECT", 2,
         )  # fmt: skip
 
     def _filter(self, owner: Owner) -> KnnFilter | None:
@@ -222,18 +226,24 @@ class PoolRefresher:
                     1.0 - float(hit.fields["dist"]),
                     None if kth is None else float(kth),
                     hit.fields.get("text", ""),
+                    int(hit.fields.get("version", -1)),
                 )
             )
         return found[: self._reach]
 
-    def _pool_from_hits(self, owner: Owner, hits: Sequence[_Hit]) -> Pool:
+    def _searched_proposal(
+        self, pid: str, owner: Owner, state: ListState, hits: Sequence[_Hit], *, own: bool, emit_all: bool
+    ) -> PoolProposal:
+        """The proposal of a pool recomputed from a KNN's hits (their versions travel with it)."""
         cap = self._policy.pool_cap
         weights = self._policy.weights
         entries = [
             PoolEntry(hit.product_id, hit.dense, pair_score(owner.text, hit.text, hit.dense, weights))
             for hit in hits[:cap]
         ]
-        return pool_from_ranked(entries, asked=cap, source_version=owner.version)
+        pool = pool_from_ranked(entries, asked=cap, source_version=owner.version)
+        versions = {hit.product_id: hit.version for hit in hits[:cap]}
+        return self._proposal(pid, owner, state, pool, versions, own=own, emit_all=emit_all)
 
     # --- 2. reverse ranges -------------------------------------------------------------------------
 
@@ -286,10 +296,12 @@ class PoolRefresher:
         counts: RefreshCounts,
     ) -> dict[str, PoolProposal]:
         """Proposals for these lists: their pools updated from the batch's scores, or searched again."""
-        states, owners = self._read(ids, counts)
+        states, owners, stored = self._read(ids, list(moved), counts)
         present = [pid for pid in ids if pid in owners]
         counts.touched += len(present)
-        moved_ids = list(moved)
+        # A moved product written again (or deleted) since this batch wrote it is left to its newer
+        # writer, which finds the pools holding it through rev:; its score from here would be refused.
+        moved_ids = [pid for pid in moved if stored.get(pid) == moved[pid].version]
         scores = (
             dense_scores(
                 np.stack([moved[p].vector for p in moved_ids]),
@@ -300,6 +312,7 @@ class PoolRefresher:
             else np.zeros((0, 0), dtype=np.float32)
         )
         gone_set = set(gone)
+        moved_versions = {pid: moved[pid].version for pid in moved_ids}  # the only ones that enter
         proposals: dict[str, PoolProposal] = {}
         search: dict[str, Owner] = {}
         for column, qid in enumerate(present):
@@ -322,18 +335,29 @@ class PoolRefresher:
             if updated is None:
                 search[qid] = owner  # the slack ran out
                 continue
-            proposals[qid] = self._proposal(qid, owner, state, updated, own=qid in forced_own, emit_all=emit_all)
+            proposals[qid] = self._proposal(
+                qid, owner, state, updated, moved_versions, own=qid in forced_own, emit_all=emit_all
+            )
         proposals.update(self._searched(search, counts, own=False, emit_all=emit_all, forced=forced_own))
         return proposals
 
-    def _read(self, ids: Sequence[str], counts: RefreshCounts) -> tuple[dict[str, ListState], dict[str, Owner]]:
+    def _read(
+        self, ids: Sequence[str], moved: Sequence[str], counts: RefreshCounts
+    ) -> tuple[dict[str, ListState], dict[str, Owner], dict[str, int]]:
+        """The lists' states and owners, and the stored version of each moved product that exists."""
         pipe = self._client.pipeline(transaction=False)
         self._lists.queue_state_reads(pipe, ids)  # before the vectors: compare-and-set order
         queue_owner_reads(pipe, self._keys, ids)
+        for pid in moved:
+            pipe.hget(self._keys.product(pid), "version")
         counts.round_trips += 1
         with redis_errors(f"read {len(ids)} list(s) to update"):
             replies = pipe.execute()
-        return self._lists.parse_states(ids, replies[: 2 * len(ids)]), parse_owners(ids, replies[2 * len(ids) :])
+        states = self._lists.parse_states(ids, replies[: 2 * len(ids)])
+        owners = parse_owners(ids, replies[2 * len(ids) : 3 * len(ids)])
+        versions = replies[3 * len(ids) :]
+        stored = {pid: int(version) for pid, version in zip(moved, versions, strict=True) if version is not None}
+        return states, owners, stored
 
     def read_owners(self, ids: Sequence[str]) -> dict[str, Owner]:
         """The stored vector, version, text and category of the ids that exist."""
@@ -368,9 +392,10 @@ class PoolRefresher:
         states = self._lists.parse_states(ids, replies[: 2 * len(ids)])
         proposals = {}
         for pid, reply in zip(ids, replies[2 * len(ids) :], strict=True):
-            pool = self._pool_from_hits(owners[pid], self._hits(pid, reply))
             is_own = own or (forced is not None and pid in forced)
-            proposals[pid] = self._proposal(pid, owners[pid], states[pid], pool, own=is_own, emit_all=emit_all)
+            proposals[pid] = self._searched_proposal(
+                pid, owners[pid], states[pid], self._hits(pid, reply), own=is_own, emit_all=emit_all
+            )
         return proposals
 
     def _candidate(self, owner: Owner, other: Owner) -> bool:
@@ -380,10 +405,26 @@ class PoolRefresher:
         return _fold(other.category) == _fold(owner.category)
 
     def _proposal(
-        self, pid: str, owner: Owner, state: ListState, pool: Pool, *, own: bool, emit_all: bool
+        self,
+        pid: str,
+        owner: Owner,
+        state: ListState,
+        pool: Pool,
+        member_versions: Mapping[str, int],
+        *,
+        own: bool,
+        emit_all: bool,
     ) -> PoolProposal:
         return list_proposal(
-            owner, state, pool, self._policy, self._model, epsilon=self._epsilon, own=own, emit_all=emit_all
+            owner,
+            state,
+            pool,
+            member_versions,
+            self._policy,
+            self._model,
+            epsilon=self._epsilon,
+            own=own,
+            emit_all=emit_all,
         )
 
 
@@ -391,6 +432,7 @@ def list_proposal(
     owner: Owner,
     state: ListState,
     pool: Pool,
+    member_versions: Mapping[str, int],
     policy: SimilarityPolicy,
     model: str,
     *,
@@ -399,7 +441,8 @@ def list_proposal(
     emit_all: bool,
 ) -> PoolProposal:
     """The proposal of a recomputed pool: the list ranked from it, emitted when it changed (``own``: always,
-    the owner's version moved; ``emit_all``: always, a replay whose first records may be lost)."""
+    the owner's version moved; ``emit_all``: always, a replay whose first records may be lost).
+    ``member_versions``: the product version each member's score was computed from."""
     items = policy.keep(ranked_items(pool, pool_size=policy.pool_size, top_k=policy.top_k))
     current = state.current
     mode: Mode = "forced" if emit_all else "emit"
@@ -412,7 +455,7 @@ def list_proposal(
         and lists_equal(current.items, items, epsilon)
     ):
         mode = "same"
-    return PoolProposal(state, pool, items, owner.version, model, mode=mode)
+    return PoolProposal(state, pool, items, owner.version, model, mode=mode, member_versions=member_versions)
 
 
 def queue_owner_reads(pipe: Any, keys: RedisKeys, ids: Sequence[str]) -> None:

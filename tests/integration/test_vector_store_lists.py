@@ -9,7 +9,12 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 import redis
-from support.list_protocol_cases import CASES, a_pool_naming_a_deleted_product_goes_back
+from support.list_protocol_cases import (
+    CASES,
+    MEMBER_VERSION,
+    a_member_written_since_it_was_scored_goes_back,
+    a_pool_naming_a_deleted_product_goes_back,
+)
 
 from simstream.core.list_store import Lists, ListStore, ListWrite
 from simstream.core.vector_store import Neighbor
@@ -42,15 +47,26 @@ def items(*ids: str) -> list[Neighbor]:
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.__name__)
 def test_ordering_rules(case: Callable[[Lists], None], lists: ListStore, redis_client: redis.Redis) -> None:
-    for member in MEMBERS:  # PREPARE checks that the products entering a pool exist
-        redis_client.hset(lists.keys.product(member), "title", member)
+    store_members(lists, redis_client, MEMBERS)
     case(lists)
 
 
+def store_members(lists: ListStore, redis_client: redis.Redis, members: tuple[str, ...]) -> None:
+    """PREPARE checks that the products entering a pool exist at the version they were scored with."""
+    for member in members:
+        redis_client.hset(lists.keys.product(member), mapping={"title": member, "version": MEMBER_VERSION})
+
+
 def test_a_pool_naming_a_deleted_product_goes_back(lists: ListStore, redis_client: redis.Redis) -> None:
-    for member in ("a", "gone"):
-        redis_client.hset(lists.keys.product(member), "title", member)
+    store_members(lists, redis_client, ("a", "gone"))
     a_pool_naming_a_deleted_product_goes_back(lists, lambda pid: redis_client.delete(lists.keys.product(pid)))
+
+
+def test_a_member_written_since_it_was_scored_goes_back(lists: ListStore, redis_client: redis.Redis) -> None:
+    store_members(lists, redis_client, ("a", "b", "m"))
+    a_member_written_since_it_was_scored_goes_back(
+        lists, lambda pid, version: redis_client.hset(lists.keys.product(pid), "version", version)
+    )
 
 
 def test_the_list_clock_passes_a_lost_past(lists: ListStore, redis_client: redis.Redis) -> None:

@@ -3,25 +3,32 @@ in-memory one (tests/unit) and Redis (tests/integration)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from simstream.core.list_store import Lists, Mode, PoolProposal, Prepared, StoredList
 from simstream.core.pools import COMPLETE, Pool, PoolEntry
 from simstream.core.vector_store import Neighbor
 
 MODEL = "test-model@1"
+# The product version members are stored at, and scored with unless a case says otherwise.
+MEMBER_VERSION = 1
 
 
 def pool_of(*ids: str, bound: float = COMPLETE, source: int = 1) -> Pool:
     return Pool(tuple(PoolEntry(pid, 0.9 - 0.01 * i, 0.9 - 0.01 * i) for i, pid in enumerate(ids)), bound, source)
 
 
-def propose(lists: Lists, pid: str, *ids: str, mode: Mode = "emit", source: int = 1) -> Prepared:
-    """Read the list's state, then offer a pool of these members (its list: the same ids)."""
+def propose(
+    lists: Lists, pid: str, *ids: str, mode: Mode = "emit", source: int = 1, scored: Mapping[str, int] | None = None
+) -> Prepared:
+    """Read the list's state, then offer a pool of these members (its list: the same ids), each scored
+    at MEMBER_VERSION unless ``scored`` gives its version."""
     state = lists.read_states([pid])[pid]
     pool = pool_of(*ids, source=source)
     items = [Neighbor(e.product_id, e.hybrid) for e in pool.entries]
-    return lists.prepare({pid: PoolProposal(state, pool, items, source, MODEL, mode=mode, check_owner=False)})
+    versions = {member: MEMBER_VERSION for member in ids} | dict(scored or {})
+    proposal = PoolProposal(state, pool, items, source, MODEL, mode=mode, check_owner=False, member_versions=versions)
+    return lists.prepare({pid: proposal})
 
 
 def ready(prepared: Prepared) -> list[StoredList]:
@@ -40,7 +47,9 @@ def the_fresher_list_wins_whatever_order_they_commit_in(lists: Lists) -> None:
 def a_pool_that_moved_since_it_was_read_is_sent_back(lists: Lists) -> None:
     state = lists.read_states(["p"])["p"]
     lists.commit(ready(propose(lists, "p", "a")))  # another worker, in between
-    stale = PoolProposal(state, pool_of("x"), [Neighbor("x", 0.9)], 1, MODEL, check_owner=False)
+    stale = PoolProposal(
+        state, pool_of("x"), [Neighbor("x", 0.9)], 1, MODEL, check_owner=False, member_versions={"x": MEMBER_VERSION}
+    )
     outcome = lists.prepare({"p": stale})
     assert outcome.retry == ["p"] and not outcome.ready
     assert lists.rev_many(["x", "a"]) == {"x": set(), "a": {"p"}}
@@ -92,6 +101,23 @@ def a_pool_naming_a_deleted_product_goes_back(lists: Lists, delete_product: Call
     outcome = propose(lists, "p", "a", "gone")
     assert outcome.retry == ["p"]
     assert lists.rev_many(["a"]) == {"a": set()}
+
+
+def a_member_written_since_it_was_scored_goes_back(lists: Lists, set_version: Callable[[str, int], None]) -> None:
+    """A member entering a pool with a score from an older version is refused: the writer of its newer
+    version looked up rev: before this pool held it, and would never correct that score."""
+    set_version("m", MEMBER_VERSION + 1)
+    stale = propose(lists, "p", "a", "m")  # m scored at MEMBER_VERSION
+    assert stale.retry == ["p"] and not stale.ready
+    assert lists.read_states(["p"])["p"].pool is None
+    assert lists.rev_many(["a", "m"]) == {"a": set(), "m": set()}
+    current = propose(lists, "p", "a", "m", scored={"m": MEMBER_VERSION + 1})
+    assert list(current.ready) == ["p"] and not current.retry
+    assert lists.rev_many(["a", "m"]) == {"a": {"p"}, "m": {"p"}}
+    # Members already in the pool are not checked: a writer of m finds this pool through rev:{m}.
+    set_version("m", MEMBER_VERSION + 2)
+    kept = propose(lists, "p", "a", "m", "b", scored={"m": MEMBER_VERSION + 1})
+    assert list(kept.ready) == ["p"] and lists.rev_many(["b"]) == {"b": {"p"}}
 
 
 def versions_of_one_list_only_rise(lists: Lists) -> None:

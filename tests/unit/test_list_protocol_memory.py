@@ -7,7 +7,12 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from support.list_protocol_cases import CASES, a_pool_naming_a_deleted_product_goes_back
+from support.list_protocol_cases import (
+    CASES,
+    MEMBER_VERSION,
+    a_member_written_since_it_was_scored_goes_back,
+    a_pool_naming_a_deleted_product_goes_back,
+)
 
 from simstream.core.list_store import Lists, MemoryListStore
 from simstream.core.pools import COMPLETE, Pool, PoolEntry, Score, apply_changes, pool_from_ranked, ranked_items
@@ -15,12 +20,19 @@ from simstream.core.pools import COMPLETE, Pool, PoolEntry, Score, apply_changes
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.__name__)
 def test_ordering_rules(case: Callable[[Lists], None]) -> None:
-    case(MemoryListStore())
+    case(MemoryListStore(lambda _pid: MEMBER_VERSION))
 
 
 def test_a_pool_naming_a_deleted_product_goes_back() -> None:
     deleted: set[str] = set()
-    a_pool_naming_a_deleted_product_goes_back(MemoryListStore(lambda pid: pid not in deleted), deleted.add)
+    lists = MemoryListStore(lambda pid: None if pid in deleted else MEMBER_VERSION)
+    a_pool_naming_a_deleted_product_goes_back(lists, deleted.add)
+
+
+def test_a_member_written_since_it_was_scored_goes_back() -> None:
+    versions: dict[str, int] = {}
+    lists = MemoryListStore(lambda pid: versions.get(pid, MEMBER_VERSION))
+    a_member_written_since_it_was_scored_goes_back(lists, versions.__setitem__)
 
 
 def test_the_clock_passes_a_lost_past() -> None:
