@@ -26,7 +26,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -36,6 +36,7 @@ from confluent_kafka.admin import AdminClient
 from simstream.bench_redis import Corpus, build_corpus, percentile, perturb_text
 from simstream.consumers.stats import WorkerStats
 from simstream.consumers.worker import Worker, build_worker
+from simstream.core import bulk_lists
 from simstream.core.encoder import Encoder, TransformerEncoder
 from simstream.core.errors import SimstreamError
 from simstream.core.list_store import ListStore
@@ -151,16 +152,6 @@ def _cleanup(settings: Settings) -> None:
             future.result(30)
 
 
-def _bulk_lister() -> Callable[..., Any]:
-    """core/bulk_lists.build_all_lists, imported only when a generated catalog needs it."""
-    try:
-        from simstream.core.bulk_lists import build_all_lists
-    except ImportError as exc:
-        raise BenchError(f"a generated catalog needs simstream.core.bulk_lists.build_all_lists: {exc}") from exc
-    lister: Callable[..., Any] = build_all_lists
-    return lister
-
-
 def _generated_writes(corpus: Corpus, model_id: str, start: int, stop: int, offset: int) -> list[ProductWrite]:
     """Rows ``start:stop`` of the corpus as version-1 products ``gen-<n>`` (n counted from ``offset``)."""
     now = time.time()
@@ -215,7 +206,6 @@ def _write_and_list(
     client: redis.Redis,
     generate_s: float,
 ) -> dict[str, Any]:
-    build_all_lists = _bulk_lister()
     store = RedisVectorStore.from_settings(settings, client)
     store.ensure_index(encoder.dim, encoder.model_id)
     started = time.perf_counter()
@@ -226,7 +216,7 @@ def _write_and_list(
     write_s = time.perf_counter() - started
     device = resolve_device(settings.device)
     started = time.perf_counter()
-    report = build_all_lists(
+    report = bulk_lists.build_all_lists(
         store, ListStore.from_settings(settings, client), SimilarityPolicy.from_settings(settings), encoder.model_id,
         device=device,
     )  # fmt: skip
@@ -296,8 +286,6 @@ def run_pipeline_bench(
     size = len(rows) if catalog_size is None else catalog_size
     if size < len(rows):
         raise ValueError(f"catalog_size {size} is below the {len(rows)} real offers (use catalog_limit)")
-    if size > len(rows):
-        _bulk_lister()  # fail before any work when the bulk lister is missing
     private = _private(settings)
     model = encoder or TransformerEncoder.from_settings(private)
     versions = dict.fromkeys((row.product_id for row in rows), 1)
