@@ -32,6 +32,7 @@ unit tests of the ordering and replay rules.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -48,9 +49,8 @@ from simstream.core.redis_client import make_redis_client, redis_errors
 from simstream.core.redis_keys import RedisKeys
 from simstream.core.redis_replies import text
 from simstream.core.vector_store import Neighbor
-from simstream.schemas.codec import decode_similar_items, encode_similar_items
 from simstream.schemas.settings import Settings
-from simstream.schemas.similar_items import SIMILAR_ITEMS_SCHEMA, SimilarItem, SimilarItems
+from simstream.schemas.similar_items import SIMILAR_ITEMS_SCHEMA
 
 # Scores are rounded in the stored/emitted JSON: stable bytes, and no float32 noise on the wire.
 SCORE_DECIMALS: Final = 6
@@ -133,33 +133,44 @@ def server_micros_now() -> int:
 def list_payload(
     product_id: str, items: Sequence[Neighbor], source_version: int, model: str, list_version: int, at: datetime
 ) -> bytes:
-    """The similar-items JSON that is emitted and stored at ``similar:{id}``."""
-    record = SimilarItems(
-        product_id=product_id,
-        list_version=list_version,
-        model=model,
-        computed_at=at,
-        source_version=source_version,
-        items=[SimilarItem(product_id=n.product_id, score=round(n.score, SCORE_DECIMALS)) for n in items],
-    )
-    return encode_similar_items(record)
+    """The similar-items JSON that is emitted and stored at ``similar:{id}``.
+
+    Written directly, not through the pydantic model: this runs for every list of every batch, and its
+    inputs are the store's own ids and scores. A unit test holds it equal to the model's encoding.
+    """
+    scores = [round(n.score, SCORE_DECIMALS) for n in items]
+    if not all(map(math.isfinite, scores)):
+        raise ValueError(f"the list of {product_id!r} has a score that is not a finite number")
+    record = {
+        "schema": SIMILAR_ITEMS_SCHEMA,
+        "product_id": product_id,
+        "list_version": list_version,
+        "model": model,
+        "computed_at": at,
+        "source_version": source_version,
+        "items": [{"product_id": n.product_id, "score": score} for n, score in zip(items, scores, strict=True)],
+    }
+    return orjson.dumps(record, option=orjson.OPT_UTC_Z)
 
 
 def decode_list(payload: bytes) -> StoredList:
-    """A stored/emitted similar-items JSON back into a StoredList."""
+    """A stored similar-items JSON (one this module wrote) back into a StoredList, without the model's
+    validation: every batch reads thousands of them. Output records are checked by decode_similar_items."""
     try:
-        record = decode_similar_items(payload)
-    except ValueError as exc:
-        raise StoreError(f"stored similar-items list is not valid {SIMILAR_ITEMS_SCHEMA}: {exc}") from exc
-    return StoredList(
-        product_id=record.product_id,
-        list_version=record.list_version,
-        source_version=record.source_version,
-        model=record.model,
-        computed_at=record.computed_at,
-        items=tuple(Neighbor(item.product_id, item.score) for item in record.items),
-        payload=payload,
-    )
+        data = orjson.loads(payload)
+        if data["schema"] != SIMILAR_ITEMS_SCHEMA:
+            raise ValueError(f"schema {data['schema']!r}")
+        return StoredList(
+            product_id=str(data["product_id"]),
+            list_version=int(data["list_version"]),
+            source_version=int(data["source_version"]),
+            model=str(data["model"]),
+            computed_at=datetime.fromisoformat(data["computed_at"]),
+            items=tuple(Neighbor(str(item["product_id"]), float(item["score"])) for item in data["items"]),
+            payload=payload,
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"stored similar-items list is not valid {SIMILAR_ITEMS_SCHEMA}: {exc!r}") from exc
 
 
 def pool_members(raw: bytes | str | None) -> frozenset[str]:
@@ -289,7 +300,9 @@ for i = 11 + leaving, 10 + leaving + entering do
   redis.call('SADD', ARGV[1] .. ARGV[i], ARGV[2])
 end
 redis.call('HSET', KEYS[1], 'pool', ARGV[4], 'revision', revision + 1)
-if redis.call('EXISTS', KEYS[2]) == 1 then
+-- kth is indexed: any write to the product hash re-indexes all of it, its vector too (~0.5 ms), so
+-- only a bound that changed is written (most updates move a member's score, not the bound).
+if redis.call('EXISTS', KEYS[2]) == 1 and redis.call('HGET', KEYS[2], 'kth') ~= ARGV[5] then
   redis.call('HSET', KEYS[2], 'kth', ARGV[5])
 end
 local committed = tonumber(meta[2]) or -1
@@ -391,10 +404,11 @@ class ListStore:
         states: dict[str, ListState] = {}
         for i, pid in enumerate(ids):
             (revision, raw_pool), payload = replies[2 * i], replies[2 * i + 1]
+            pool = decode_pool(raw_pool)
             states[pid] = ListState(
                 revision=int(revision) if revision is not None else 0,
-                pool=decode_pool(raw_pool),
-                members=pool_members(raw_pool),
+                pool=pool,
+                members=frozenset(pool.members()) if pool is not None else pool_members(raw_pool),
                 current=decode_list(payload) if isinstance(payload, bytes) else None,
             )
         return states
