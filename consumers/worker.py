@@ -50,6 +50,7 @@ from simstream.core.errors import (
     StoreUnavailableError,
 )
 from simstream.core.first_load import FirstLoad
+from simstream.core.frozen_heap import frozen_heap
 from simstream.core.list_store import StoredList
 from simstream.core.log_limit import kafka_logger
 from simstream.core.pipeline import BatchResult, Inbound, Pipeline, Prefetched, RefreshPolicy
@@ -153,9 +154,10 @@ class Worker:
             [self._settings.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
         )
         try:
-            while not self._stopping and not (stop_when and stop_when()):
-                self._poll_once()
-            self._process_all([*self._ready, *self._batcher.flush()])
+            with frozen_heap():  # the model and clients built so far live as long as the worker
+                while not self._stopping and not (stop_when and stop_when()):
+                    self._poll_once()
+                self._process_all([*self._ready, *self._batcher.flush()])
         finally:
             self._prefetcher.close()
             self._consumer.close()

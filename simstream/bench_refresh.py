@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from simstream.core.encoder import Encoder, TransformerEncoder
+from simstream.core.frozen_heap import frozen_heap
 from simstream.core.list_store import ListStore
 from simstream.core.namespace import clear_redis_namespace
 from simstream.core.pipeline import Inbound, Pipeline, RefreshPolicy
@@ -131,16 +132,19 @@ def run_refresh_bench(
     rng = random.Random(seed)
     creates = [product_event(r.product_id, 1, r.product) for r in rows]
     try:
-        load = _run(pipeline(True, incremental), creates, LOAD_BATCH)
-        clear_redis_namespace(incremental, client)
-        bulk = _bulk_load(pipeline(True), creates, resolve_device(private.device))
-        picked = rng.sample(rows, 2 * updates)
-        on = _run(
-            pipeline(True), [product_event(r.product_id, 2, _edit(r.product, rng)) for r in picked[:updates]], batch
-        )
-        off = _run(
-            pipeline(False), [product_event(r.product_id, 2, _edit(r.product, rng)) for r in picked[updates:]], batch
-        )
+        with frozen_heap():  # as the worker runs (consumers/worker.py)
+            load = _run(pipeline(True, incremental), creates, LOAD_BATCH)
+            clear_redis_namespace(incremental, client)
+            bulk = _bulk_load(pipeline(True), creates, resolve_device(private.device))
+            picked = rng.sample(rows, 2 * updates)
+            on = _run(
+                pipeline(True), [product_event(r.product_id, 2, _edit(r.product, rng)) for r in picked[:updates]], batch
+            )
+            off = _run(
+                pipeline(False),
+                [product_event(r.product_id, 2, _edit(r.product, rng)) for r in picked[updates:]],
+                batch,
+            )
     finally:
         clear_redis_namespace(incremental, client)
         clear_redis_namespace(private, client)

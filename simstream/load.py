@@ -22,6 +22,7 @@ from tqdm import tqdm
 from simstream.core.bulk_lists import BulkReport
 from simstream.core.encoder import Encoder, TransformerEncoder
 from simstream.core.first_load import FirstLoad
+from simstream.core.frozen_heap import frozen_heap
 from simstream.core.list_store import ListStore, StoredList
 from simstream.core.pipeline import Inbound, Pipeline
 from simstream.core.redis_client import check_access, make_redis_client
@@ -88,7 +89,10 @@ def load_file(
         encode_s = 0.0
         chunk = settings.batch_max_items * 4  # several encoder batches per round of writes
         now = time.time()
-        with tqdm(total=len(events), desc=f"load {path.name}", unit="product", disable=not progress) as bar:
+        with (
+            frozen_heap(),  # as the worker runs (consumers/worker.py)
+            tqdm(total=len(events), desc=f"load {path.name}", unit="product", disable=not progress) as bar,
+        ):
             for start in range(0, len(events), chunk):
                 batch: Sequence[Inbound] = [pipeline.prepare(e, now) for e in events[start : start + chunk]]
                 result = pipeline.process(batch, list_work=False)
