@@ -28,7 +28,7 @@ from simstream.core.errors import StoreError
 from simstream.core.hybrid import rerank_profiles, text_profile
 from simstream.core.list_store import ListState, ListStore, PoolProposal, StoredList
 from simstream.core.pool_refresh import LIST_ATTEMPTS, Owner, list_proposal, parse_owners, queue_owner_reads
-from simstream.core.pools import PoolEntry, pool_from_ranked
+from simstream.core.pools import pool_entry, pool_from_ranked
 from simstream.core.redis_client import redis_errors
 from simstream.core.scoring import block_top_k
 from simstream.core.similarity import SimilarityPolicy
@@ -159,7 +159,7 @@ def _proposals(
         hybrid = rerank_profiles(
             text_profile(owner.text), [text_profile(owners[m].text) for m in members], dense, policy.weights
         )
-        entries = [PoolEntry(member, float(d), float(h)) for member, d, h in zip(members, dense, hybrid, strict=True)]
+        entries = [pool_entry(member, float(d), float(h)) for member, d, h in zip(members, dense, hybrid, strict=True)]
         pool = pool_from_ranked(entries, asked=cap, source_version=owner.version)
         versions = {member: owners[member].version for member in members}  # read with the vectors scored
         proposals[pid] = list_proposal(

@@ -44,7 +44,7 @@ import orjson
 import redis
 
 from simstream.core.errors import StoreError
-from simstream.core.pools import COMPLETE, Pool, PoolEntry, decode_pool, encode_pool
+from simstream.core.pools import COMPLETE, Pool, decode_pool, encode_pool, pool_entry
 from simstream.core.redis_client import make_redis_client, redis_errors
 from simstream.core.redis_keys import RedisKeys
 from simstream.core.redis_replies import text
@@ -189,7 +189,7 @@ def pool_members(raw: bytes | str | None) -> frozenset[str]:
 
 def items_pool(items: Sequence[Neighbor], source_version: int) -> Pool:
     """A list written as is: its items are its pool, complete (nothing known outside)."""
-    return Pool(tuple(PoolEntry(n.product_id, n.score, n.score) for n in items), COMPLETE, source_version)
+    return Pool(tuple(pool_entry(n.product_id, n.score, n.score) for n in items), COMPLETE, source_version)
 
 
 class Lists(Protocol):

@@ -31,7 +31,7 @@ import redis
 
 from simstream.core.hybrid import pair_score
 from simstream.core.list_store import ListState, ListStore, Mode, PoolProposal, Prepared, StoredList
-from simstream.core.pools import COMPLETE, Pool, PoolEntry, Score, apply_changes, pool_from_ranked, ranked_items
+from simstream.core.pools import COMPLETE, Pool, Score, apply_changes, pool_entry, pool_from_ranked, ranked_items
 from simstream.core.query_syntax import FULL_POOLS_QUERY
 from simstream.core.redis_client import command, redis_errors
 from simstream.core.redis_keys import RedisKeys
@@ -238,7 +238,7 @@ class PoolRefresher:
         cap = self._policy.pool_cap
         weights = self._policy.weights
         entries = [
-            PoolEntry(hit.product_id, hit.dense, pair_score(owner.text, hit.text, hit.dense, weights))
+            pool_entry(hit.product_id, hit.dense, pair_score(owner.text, hit.text, hit.dense, weights))
             for hit in hits[:cap]
         ]
         pool = pool_from_ranked(entries, asked=cap, source_version=owner.version)

@@ -27,10 +27,8 @@ from simstream.core.vector_store import Neighbor
 
 # The bound of a pool that holds every candidate (no outsider): the lowest cosine.
 COMPLETE: Final = -1.0
-# Scores are compared at this precision when sorting, so float noise never beats the id tie-break
-# (as core/hybrid ranks).
-TIE_DECIMALS: Final = 12
-# Stored scores keep float32's precision: the vectors are float32.
+# Pool scores keep float32's precision (the vectors are float32): rounded once, by pool_entry, so float
+# noise never beats the id tie-break (core/hybrid ranks at a finer precision, as the brute force does).
 STORED_DECIMALS: Final = 7
 
 
@@ -67,8 +65,14 @@ class Pool:
         return self.complete or dense > self.bound
 
 
+def pool_entry(product_id: str, dense: float, hybrid: float) -> PoolEntry:
+    """An entry with its scores rounded to what is stored: a pool computed now and one read back rank
+    alike, and equal scores are equal floats (the id breaks the tie), so orders need no rounding."""
+    return PoolEntry(product_id, round(dense, STORED_DECIMALS), round(hybrid, STORED_DECIMALS))
+
+
 def _dense_order(entry: PoolEntry) -> tuple[float, str]:
-    return (-round(entry.dense, TIE_DECIMALS), entry.product_id)
+    return (-entry.dense, entry.product_id)
 
 
 def pool_from_ranked(hits: Sequence[PoolEntry], *, asked: int, source_version: int) -> Pool:
@@ -92,7 +96,7 @@ def apply_changes(pool: Pool, changes: Mapping[str, Score | None], *, pool_size:
             continue
         was_member = any(entry.product_id == product_id for entry in pool.entries)
         if pool.admits(score.dense) or (was_member and score.dense >= pool.bound):
-            kept[product_id] = PoolEntry(product_id, score.dense, score.hybrid)
+            kept[product_id] = pool_entry(product_id, score.dense, score.hybrid)
     entries = sorted(kept.values(), key=_dense_order)
     bound = pool.bound
     if len(entries) > cap:
@@ -105,7 +109,7 @@ def apply_changes(pool: Pool, changes: Mapping[str, Score | None], *, pool_size:
 
 def ranked_items(pool: Pool, *, pool_size: int, top_k: int) -> list[Neighbor]:
     """The list: the top-K of the dense top-``pool_size`` members by hybrid score (ties by id)."""
-    scored = sorted(pool.entries[:pool_size], key=lambda e: (-round(e.hybrid, TIE_DECIMALS), e.product_id))
+    scored = sorted(pool.entries[:pool_size], key=lambda e: (-e.hybrid, e.product_id))
     return [Neighbor(entry.product_id, entry.hybrid) for entry in scored[:top_k]]
 
 
@@ -115,9 +119,7 @@ def encode_pool(pool: Pool) -> bytes:
         {
             "source_version": pool.source_version,
             "bound": pool.bound,
-            "entries": [
-                [e.product_id, round(e.dense, STORED_DECIMALS), round(e.hybrid, STORED_DECIMALS)] for e in pool.entries
-            ],
+            "entries": [tuple(entry) for entry in pool.entries],  # scores rounded at creation (pool_entry)
         }
     )
 

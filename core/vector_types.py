@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -51,8 +51,8 @@ class StoredState:
     model: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Neighbor:
+class Neighbor(NamedTuple):
+    # A tuple, not a dataclass: every batch builds and reads thousands of lists of them.
     product_id: str
     score: float  # cosine similarity = 1 - COSINE distance
 

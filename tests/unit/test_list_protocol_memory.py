@@ -15,7 +15,16 @@ from support.list_protocol_cases import (
 )
 
 from simstream.core.list_store import Lists, MemoryListStore
-from simstream.core.pools import COMPLETE, Pool, PoolEntry, Score, apply_changes, pool_from_ranked, ranked_items
+from simstream.core.pools import (
+    COMPLETE,
+    Pool,
+    PoolEntry,
+    Score,
+    apply_changes,
+    pool_entry,
+    pool_from_ranked,
+    ranked_items,
+)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.__name__)
@@ -47,7 +56,7 @@ def test_the_clock_passes_a_lost_past() -> None:
 
 
 def _exact_pool(scores: dict[str, float], owner_excluded: str, size: int, source: int = 1) -> Pool:
-    hits = [PoolEntry(pid, s, s) for pid, s in scores.items() if pid != owner_excluded]
+    hits = [pool_entry(pid, s, s) for pid, s in scores.items() if pid != owner_excluded]
     return pool_from_ranked(hits, asked=size, source_version=source)
 
 
