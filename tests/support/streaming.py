@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import closing
 from types import TracebackType
 from typing import Any
 
@@ -69,7 +70,8 @@ def settled(settings: Settings) -> bool:
     (offsets of a first load's batches are committed before its lists are built in bulk)."""
     if group_lag(settings) != 0:
         return False
-    return FirstLoad(make_redis_client(settings), RedisKeys(settings.redis_prefix)).pending() is None
+    with closing(make_redis_client(settings)) as client:  # polled: one short-lived connection per look
+        return FirstLoad(client, RedisKeys(settings.redis_prefix)).pending() is None
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.2) -> None:
