@@ -12,7 +12,10 @@ fsynced yet (redis-kill; a SIGKILL alone loses nothing, the kernel keeps what Re
 restart on an RDB snapshot taken mid-stream, after more creates, updates and deletes (redis-restore).
 Those two count, per fault, the input records whose effects Redis lost (``redis_lost_records``, from
 the applied offsets the worker keeps in Redis), which the worker must notice and replay. ``steady`` is
-the same stream without faults, the throughput baseline. Afterwards it counts what a reader sees:
+the same stream without faults, the throughput baseline. Every batch does its list work, as on a live
+stream; with ``--first-load`` the stream fills the empty index as a first load instead (lists built in
+bulk once it is drained: the faults then hit the deferred writes and the bulk pass). Afterwards it
+counts what a reader sees:
 
 - ``lost``: published products not stored at their latest version, or without a current list in
   Redis, or whose last committed output record is missing or older;
@@ -117,6 +120,7 @@ WORKER_FIELDS = (
     "batch_max_wait_ms",
     "exactly_once",
     "vector_algorithm",
+    "first_load_bulk",
     "log_level",
 )
 
@@ -135,6 +139,9 @@ class ChaosOptions:
     redis_kills: int = 3  # redis-kill: SIGKILLs of Redis during the stream
     seed: int = 0
     timeout_s: float = 900.0  # bound of every wait for progress
+    # The stream into the empty index as a first load (its lists built in bulk once the backlog is
+    # drained); off, every batch does its list work as a live stream does, and the faults hit that.
+    first_load: bool = False
 
 
 @dataclass(slots=True)
@@ -530,6 +537,7 @@ class ScenarioRun:
             batch_max_wait_ms=100,
             exactly_once=mode == "eos",
             vector_algorithm="FLAT",  # exact KNN: verify's brute force must agree
+            first_load_bulk=options.first_load,
         )
         self.chaos = chaos
         self.options = options
@@ -970,6 +978,9 @@ def add_chaos_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bad-records", type=int, default=1000, help="fuzz: bad records interleaved")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=900.0, metavar="S", help="bound of every wait")
+    parser.add_argument(
+        "--first-load", action="store_true", help="stream into the empty index as a first load (lists in bulk)"
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON list, one object per run")
 
 
@@ -983,6 +994,7 @@ def cmd_chaos(args: argparse.Namespace, settings: Settings) -> int:
         bad_records=args.bad_records,
         seed=args.seed,
         timeout_s=args.timeout,
+        first_load=args.first_load,
     )
 
     def progress(line: str) -> None:

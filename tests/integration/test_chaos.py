@@ -27,6 +27,8 @@ def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStack]:
     ("scenario", "mode", "options"),
     [
         ("kill", "eos", ChaosOptions(products=240, kills=2, timeout_s=300)),
+        # SIGKILLs while a first load defers its lists, and while it builds them
+        ("kill", "alo", ChaosOptions(products=240, kills=2, timeout_s=300, first_load=True)),
         ("redis", "alo", ChaosOptions(products=150, outage_s=10, timeout_s=300)),
         ("broker", "alo", ChaosOptions(products=150, timeout_s=300)),
         # EOS: librdkafka can block in send_offsets_to_transaction when the coordinator moves; the
