@@ -24,6 +24,7 @@ import redis
 
 from simstream.core.redis_client import command, redis_errors
 from simstream.core.redis_keys import RedisKeys
+from simstream.schemas.settings import Settings
 
 # KEYS[1] the marker; ARGV[1] the counter read before the bulk pass. 1 when it was removed.
 _FINISH: Final = """
@@ -40,6 +41,10 @@ class FirstLoad:
         self._key = keys.first_load
         self._finish = client.register_script(_FINISH)
         self.last_written: int | None = None  # the counter after this process's latest deferring batch
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: redis.Redis) -> FirstLoad:
+        return cls(client, RedisKeys(settings.redis_prefix))
 
     def begin(self) -> bool:
         """Mark a first load (an empty catalog is about to be filled); False when one is marked already."""

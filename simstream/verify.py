@@ -20,7 +20,6 @@ from simstream.core.first_load import FirstLoad
 from simstream.core.list_store import ListStore, StoredList
 from simstream.core.query_syntax import escape_glob
 from simstream.core.redis_client import make_redis_client, redis_errors
-from simstream.core.redis_keys import RedisKeys
 from simstream.core.redis_replies import text
 from simstream.core.similarity import SimilarityPolicy
 from simstream.core.vector_store import RedisVectorStore, Vector
@@ -106,7 +105,7 @@ def run_verify(
     source = RedisAuditSource.from_settings(settings, client)
     report = audit(source, SimilarityPolicy.from_settings(settings), output=output, sample=sample, seed=seed)
     # Read after the audit: a load that finished meanwhile leaves a report that is already settled.
-    pending = FirstLoad(client, RedisKeys(settings.redis_prefix)).pending() is not None
+    pending = FirstLoad.from_settings(settings, client).pending() is not None
     return replace(report, first_load_pending=pending)
 
 

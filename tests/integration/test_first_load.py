@@ -33,7 +33,6 @@ from simstream.core.first_load import FirstLoad
 from simstream.core.list_store import ListStore
 from simstream.core.namespace import clear_redis_namespace, namespace_fields
 from simstream.core.redis_client import make_redis_client
-from simstream.core.redis_keys import RedisKeys
 from simstream.core.text import read_text_file
 from simstream.demo import sample_catalog
 from simstream.producers.catalog import read_catalog
@@ -60,7 +59,7 @@ def products(limit: int = CATALOG) -> list[tuple[str, dict[str, Any]]]:
 
 
 def marker(settings: Settings) -> FirstLoad:
-    return FirstLoad(make_redis_client(settings), RedisKeys(settings.redis_prefix))
+    return FirstLoad.from_settings(settings, make_redis_client(settings))
 
 
 def verify_failures(settings: Settings) -> list[str]:

@@ -22,7 +22,6 @@ from simstream.core.encoder import Encoder
 from simstream.core.first_load import FirstLoad
 from simstream.core.namespace import namespace_fields
 from simstream.core.redis_client import make_redis_client
-from simstream.core.redis_keys import RedisKeys
 from simstream.producers.publish import product_event
 from simstream.producers.topics import DLQ_TOPIC_CONFIG
 from simstream.schemas.codec import encode_event
@@ -71,7 +70,7 @@ def settled(settings: Settings) -> bool:
     if group_lag(settings) != 0:
         return False
     with closing(make_redis_client(settings)) as client:  # polled: one short-lived connection per look
-        return FirstLoad(client, RedisKeys(settings.redis_prefix)).pending() is None
+        return FirstLoad.from_settings(settings, client).pending() is None
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.2) -> None:
