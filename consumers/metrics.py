@@ -87,6 +87,10 @@ class WorkerMetrics:
     def count_retry(self) -> None:
         self.retries.inc()
 
+    def count_first_load_lists(self, emitted: int) -> None:
+        """Lists a first load's bulk pass delivered (they belong to no batch)."""
+        self.lists_emitted.inc(emitted)
+
     def observe_batch(self, batch: BatchObservation) -> None:
         self.batch_size.observe(batch.records)
         for reason in batch.dead_letter_reasons:

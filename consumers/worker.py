@@ -235,7 +235,7 @@ class Worker:
             self.stats.first_load_lists += report.emitted
             self.stats.first_load_s += seconds
             self.stats.lists_emitted += report.emitted
-        self.metrics.lists_emitted.inc(report.emitted)
+        self.metrics.count_first_load_lists(report.emitted)
         log.info(
             "first load: %d lists built in bulk, %d emitted, %d unchanged in %.2fs (score %.2fs, rank %.2fs, "
             "write %.2fs)%s",
