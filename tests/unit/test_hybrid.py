@@ -96,11 +96,12 @@ def test_profile_cache_is_bounded_in_entries() -> None:
 
 
 def test_profile_cache_is_bounded_in_tokens_and_returns_the_same_profile() -> None:
-    cache = ProfileCache(max_entries=1_000, max_tokens=50)
     texts = [" ".join(f"w{i}x{j}" for j in range(20)) for i in range(10)]
+    per_text = len(LexicalProfile.of(texts[0]).token_weights)
+    cache = ProfileCache(max_entries=1_000, max_tokens=2 * per_text + per_text // 2)
     for text in texts:
         cache.get(text)
-    assert cache.tokens <= 50 and len(cache) == 2
+    assert cache.tokens <= cache.max_tokens and len(cache) == 2
     assert cache.get(texts[-1]) is cache.get(texts[-1])
     assert cache.get(texts[-1]).token_weights == LexicalProfile.of(texts[-1]).token_weights
 

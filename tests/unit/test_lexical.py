@@ -12,12 +12,14 @@ from hypothesis import strategies as st
 from simstream.core.lexical import (
     DocumentFrequencies,
     TfidfMatrix,
+    char_trigrams,
     code_stem,
     cosine,
     is_model_code,
     lexical_tokens,
     model_codes,
     tfidf_weights,
+    word_bag,
     word_tokens,
 )
 
@@ -59,10 +61,24 @@ def test_code_stem_drops_trailing_letters(code: str, stem: str | None) -> None:
     assert code_stem(code) == stem
 
 
-def test_lexical_tokens_add_joined_codes_not_already_words() -> None:
-    assert lexical_tokens("Sharp LC-32D64U") == ["sharp", "lc", "32d64u", "lc32d64u"]
+def test_word_bag_adds_joined_codes_not_already_words() -> None:
+    assert word_bag("Sharp LC-32D64U") == ["sharp", "lc", "32d64u", "lc32d64u"]
     # The joined code is already a word here: it is not counted twice.
-    assert lexical_tokens("LC-32D64U or lc32d64u").count("lc32d64u") == 1
+    assert word_bag("LC-32D64U or lc32d64u").count("lc32d64u") == 1
+
+
+def test_lexical_tokens_are_the_word_bag_and_marked_trigrams_of_each_word() -> None:
+    assert char_trigrams("tv") == ["#tv", "tv#"]
+    assert lexical_tokens("TV LC-32") == ["tv", "lc", "32", "lc32", "~#tv", "~tv#", "~#lc", "~lc#", "~#32", "~32#"]
+    # A trigram never counts as the word it spells: "pod" inside "ipod" is not the word "pod".
+    assert "pod" not in lexical_tokens("iPod") and "~pod" in lexical_tokens("iPod")
+
+
+def test_trigrams_match_what_shops_spell_differently() -> None:
+    left, right = (tfidf_weights(lexical_tokens(text), None) for text in ("Photoshop CS3", "Photoshp CS3"))
+    words_left, words_right = (tfidf_weights(word_bag(text), None) for text in ("Photoshop CS3", "Photoshp CS3"))
+    assert cosine(words_left, words_right) == pytest.approx(0.5)  # only "cs3" is shared as a word
+    assert cosine(left, right) > 0.7
 
 
 def test_document_frequencies_count_documents_not_occurrences() -> None:
