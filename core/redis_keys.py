@@ -55,6 +55,15 @@ class RedisKeys:
         return f"{self.prefix}firstload"
 
     @property
+    def terms_current(self) -> str:
+        """STRING: the version of the term-statistics snapshot lists are scored with (core/terms)."""
+        return f"{self.prefix}terms:current"
+
+    def terms(self, version: str) -> str:
+        """STRING: one term-statistics snapshot (documents and document frequencies, JSON)."""
+        return f"{self.prefix}terms:{version}"
+
+    @property
     def rev_prefix(self) -> str:
         return f"{self.prefix}rev:"
 
