@@ -54,6 +54,7 @@ from simstream.core.frozen_heap import frozen_heap
 from simstream.core.list_store import StoredList
 from simstream.core.log_limit import kafka_logger
 from simstream.core.pipeline import BatchResult, Inbound, Pipeline, Prefetched, RefreshPolicy
+from simstream.core.terms import TermsStore
 from simstream.producers.sink import DeliveryError, FatalKafkaError, KafkaSink
 from simstream.producers.topics import AUTHORIZATION_ERRORS, KafkaAccessError
 from simstream.schemas.codec import DecodeFailure, clip_detail, decode_event
@@ -507,6 +508,7 @@ def build_worker(
         text_template=settings.text_template,
         refresh=refresh,
         first_load=first_load,
+        terms=TermsStore(client, store.keys),
     )
     position = RedisPosition(AppliedOffsets(client, store.keys, settings.group_id))
     return Worker(settings, pipeline, KafkaSink(settings), stats=stats, metrics=metrics, position=position)

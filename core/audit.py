@@ -229,7 +229,9 @@ def _score_errors(
             if item.product_id not in vectors:
                 continue  # counted as deleted_in_lists
             dense = float(_unit(vectors[owner]) @ _unit(vectors[item.product_id]))
-            true_score = pair_score(texts.get(owner, ""), texts.get(item.product_id, ""), dense, policy.weights)
+            true_score = pair_score(
+                texts.get(owner, ""), texts.get(item.product_id, ""), dense, policy.weights, policy.terms
+            )
             if abs(true_score - item.score) > SCORE_TOLERANCE:
                 errors += 1
                 note("score_errors", f"{owner} -> {item.product_id}: {item.score:.6f} != {true_score:.6f}")
@@ -315,7 +317,7 @@ def exact_top_k(
         order = np.lexsort((np.broadcast_to(id_rank, scores.shape), ranked), axis=-1)[:, : policy.pool_size]
         for i, pid in enumerate(chunk):
             pool = [Neighbor(ids[col], float(scores[i, col])) for col in order[i] if np.isfinite(scores[i, col])]
-            best = rank_pool((texts or {}).get(pid, ""), pool, texts or {}, policy.weights, policy.top_k)
+            best = rank_pool((texts or {}).get(pid, ""), pool, texts or {}, policy.weights, policy.top_k, policy.terms)
             found[pid] = policy.keep(best)
     return found
 

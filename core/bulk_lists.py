@@ -6,6 +6,8 @@ again and again as the catalog grows around it. A first load (an empty index fil
 
 1. read (pipelined, in chunks): every product's list state first, then its vector, version, text and
    category (compare-and-set order: a pool's revision is read before anything it is computed from);
+   the term-statistics snapshot is the current one, or, when there is none (a first load), counted
+   over the texts just read and made current (core/terms);
 2. score: each product's exact dense top-``pool_cap`` over the whole catalog, block by block
    (core/scoring.block_top_k: numpy on the CPU, torch on a GPU), in its category when the policy says so;
 3. rank: the pool (core/pools) and the list from it, with the same hybrid score and proposal rule as
@@ -18,20 +20,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from simstream.core.errors import StoreError
-from simstream.core.hybrid import rerank_profiles, text_profile
+from simstream.core.hybrid import profile_tokens, rerank_profiles, text_profile
 from simstream.core.list_store import ListState, ListStore, PoolProposal, StoredList
 from simstream.core.pool_refresh import LIST_ATTEMPTS, Owner, list_proposal, parse_owners, queue_owner_reads
 from simstream.core.pools import pool_entry, pool_from_ranked
 from simstream.core.redis_client import redis_errors
 from simstream.core.scoring import block_top_k
 from simstream.core.similarity import SimilarityPolicy
+from simstream.core.terms import TermsStore, TermStats
 
 # Products read per pipelined round trip, and pools prepared (then emitted and committed) per chunk.
 READ_CHUNK = 2048
@@ -60,6 +63,7 @@ class BulkReport:
     rank_s: float = 0.0
     write_s: float = 0.0  # PREPARE, emission and COMMIT
     finished: bool = True  # False: a first load's batches wrote meanwhile, another pass follows
+    terms: str | None = None  # the term-statistics snapshot the lists were scored with
 
     @property
     def seconds(self) -> float:
@@ -75,8 +79,10 @@ def build_all_lists(
     device: str = "cpu",
     emit: Emitter | None = None,
     epsilon: float = 1e-4,
+    terms: TermsStore | None = None,
 ) -> BulkReport:
-    """Compute, prepare, emit (``emit``) and commit every product's pool and list; see the module doc."""
+    """Compute, prepare, emit (``emit``) and commit every product's pool and list; see the module doc.
+    ``terms`` None: score with ``policy.terms`` as it is (tools, benchmarks)."""
     report = BulkReport()
     wanted: set[str] | None = None  # None: every product; later rounds: the pools that conflicted
     for _round in range(LIST_ATTEMPTS):
@@ -85,6 +91,9 @@ def build_all_lists(
         ids = sorted(store.indexed_product_ids())
         states, owners = _read(lists, ids)
         ids = [pid for pid in ids if pid in owners]  # deleted between the listing and the read
+        if terms is not None:
+            policy = replace(policy, terms=_snapshot(terms, [owners[pid].text for pid in ids]))
+        report.terms = None if policy.terms is None else policy.terms.version
         report.read_s += time.perf_counter() - started
         rows = list(range(len(ids))) if wanted is None else [i for i, pid in enumerate(ids) if pid in wanted]
         proposals = _proposals(ids, rows, states, owners, policy, model_id, device, epsilon, report)
@@ -120,6 +129,12 @@ def _read(lists: ListStore, ids: Sequence[str]) -> tuple[dict[str, ListState], d
     return states, owners
 
 
+def _snapshot(terms: TermsStore, texts: Sequence[str]) -> TermStats:
+    """The current snapshot; none yet (a first load): the one of these texts, made current."""
+    current = terms.current()
+    return current if current is not None else terms.adopt(TermStats.of(map(profile_tokens, texts)))
+
+
 def category_groups(categories: Sequence[str]) -> npt.NDArray[np.int64]:
     """One code per product for block_top_k: equal folded categories share a code; none is -1 (any)."""
     codes: dict[str, int] = {}
@@ -148,6 +163,7 @@ def _proposals(
     report.score_s += time.perf_counter() - started
     started = time.perf_counter()
     cap = policy.pool_cap
+    scoring = policy.scoring_id(model_id)
     proposals: dict[str, PoolProposal] = {}
     for row in rows:
         pid = ids[row]
@@ -156,14 +172,18 @@ def _proposals(
         columns = top.columns[row][found]
         dense = top.scores[row][found].astype(np.float64)
         members = [ids[column] for column in columns]
+        terms = policy.terms
         hybrid = rerank_profiles(
-            text_profile(owner.text), [text_profile(owners[m].text) for m in members], dense, policy.weights
+            text_profile(owner.text, terms),
+            [text_profile(owners[m].text, terms) for m in members],
+            dense,
+            policy.weights,
         )
         entries = [pool_entry(member, float(d), float(h)) for member, d, h in zip(members, dense, hybrid, strict=True)]
         pool = pool_from_ranked(entries, asked=cap, source_version=owner.version)
         versions = {member: owners[member].version for member in members}  # read with the vectors scored
         proposals[pid] = list_proposal(
-            owner, states[pid], pool, versions, policy, model_id, epsilon=epsilon, own=False, emit_all=False
+            owner, states[pid], pool, versions, policy, scoring, epsilon=epsilon, own=False, emit_all=False
         )
     report.rank_s += time.perf_counter() - started
     return proposals

@@ -11,6 +11,8 @@ them, and removes the marker, but only if no batch wrote since it started readin
   moves the counter, or, after the marker was removed, creates it again, so another pass follows;
 - the pass reads the counter before the catalog and removes the marker with compare-and-delete.
 
+A switch to a new term snapshot (core/terms) sets the same marker: every list is rebuilt the same way.
+
 The marker lives in Redis with the products: a worker killed at any point, or another worker, finds
 it and finishes the load; offsets are committed per batch as usual, because what the lists still owe
 is recorded there. Commands: SET, INCR, GET and a script (all in the worker's ACL).

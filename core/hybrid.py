@@ -9,10 +9,11 @@ global recomputation. The score is a weighted mean that stays on the cosine's sc
 
 ``shares_model_code`` is 1.0 when the two texts have a normalised model code in common
 ("PS-LX350H" = "PSLX350H"), STEM_MATCH_CREDIT when they share a code only up to trailing letters
-("DLE0442WH" ~ "DLE0442W"), else 0.0. ``tfidf_cosine`` is the cosine of the texts' token vectors,
-IDF-weighted when a :class:`~simstream.core.lexical.DocumentFrequencies` is given, uniform otherwise.
-Both weights at 0 give the dense cosine unchanged. Defaults were chosen on Abt-Buy (see
-``simstream.eval_quality`` and README): two free parameters, no training.
+("DLE0442WH" ~ "DLE0442W"), else 0.0. ``tfidf_cosine`` is the cosine of the texts' token vectors
+(words, model codes and character trigrams, core/lexical), IDF-weighted by a term-statistics snapshot
+(core/terms) when one is given, uniform otherwise. Both weights at 0 give the dense cosine
+unchanged. The defaults weigh the three signals equally (1, 1): chosen on one random half of Abt-Buy's
+matches and reported on the other (README, "Similarity quality"); no training.
 """
 
 from __future__ import annotations
@@ -28,28 +29,30 @@ import numpy as np
 import numpy.typing as npt
 
 from simstream.core.lexical import (
-    DocumentFrequencies,
+    Idf,
     code_stem,
     cosine,
     lexical_tokens,
     model_codes,
     tfidf_weights,
 )
+from simstream.core.terms import TermStats
 from simstream.core.vector_store import Neighbor
 
 if TYPE_CHECKING:
     from simstream.schemas.settings import Settings
 
 DEFAULT_CODE_WEIGHT: Final = 1.0
-DEFAULT_LEXICAL_WEIGHT: Final = 0.25
+DEFAULT_LEXICAL_WEIGHT: Final = 1.0
 # Codes that agree up to a trailing letter suffix ("DLE0442WH" vs "DLE0442W") are usually the same
 # model in another colour or region: half the credit of an exact match (a design choice, not tuned).
 STEM_MATCH_CREDIT: Final = 0.5
 # Dense candidates re-ranked per product: 20 lost 0.5-4.5 points of recall@1 on Abt-Buy, 100 gained <1.
 DEFAULT_RERANK_CANDIDATES: Final = 50
-# Profiles of stored product texts kept in memory (about 1 KB for a title-length text): a refresh
-# re-ranks the same neighbourhoods over and over. The cache is keyed by a digest of the text (never
-# the text itself) and bounded twice: in entries and in the tokens its profiles hold in total.
+# Profiles of stored product texts kept in memory (about 80 tokens, 10 KB, for a title-length text:
+# words and trigrams): a refresh re-ranks the same neighbourhoods over and over. The cache is keyed by
+# a digest of the text and the snapshot (never the text itself) and bounded twice: in entries and in
+# the tokens its profiles hold in total (4M tokens: about 500 MB).
 PROFILE_CACHE_SIZE: Final = 100_000
 PROFILE_CACHE_TOKENS: Final = 4_000_000
 # Lexical evidence is taken from the text's first characters only: the encoder reads no more than
@@ -92,7 +95,7 @@ class LexicalProfile:
     token_weights: Mapping[str, float]
 
     @classmethod
-    def of(cls, text: str, frequencies: DocumentFrequencies | None = None) -> LexicalProfile:
+    def of(cls, text: str, frequencies: Idf | None = None) -> LexicalProfile:
         codes = model_codes(text)
         stems = frozenset(stem for stem in map(code_stem, codes) if stem)
         return cls(frozenset(codes), stems, tfidf_weights(lexical_tokens(text), frequencies))
@@ -136,7 +139,7 @@ def rerank(
     candidate_texts: Sequence[str],
     dense_scores: Sequence[float] | npt.NDArray[np.floating],
     weights: HybridWeights,
-    frequencies: DocumentFrequencies | None = None,
+    frequencies: Idf | None = None,
 ) -> Scores:
     """Hybrid scores of the candidates (dense top-N from the vector store) for one query text.
 
@@ -146,6 +149,11 @@ def rerank(
     query = LexicalProfile.of(query_text, frequencies)
     candidates = [LexicalProfile.of(text, frequencies) for text in candidate_texts]
     return rerank_profiles(query, candidates, dense_scores, weights)
+
+
+def profile_tokens(text: str) -> list[str]:
+    """The tokens a text's profile weighs: what a term-statistics snapshot counts (core/terms)."""
+    return lexical_tokens(text[:PROFILE_MAX_CHARS])
 
 
 class ProfileCache:
@@ -159,15 +167,18 @@ class ProfileCache:
         self._tokens = 0
         self._lock = threading.Lock()
 
-    def get(self, text: str) -> LexicalProfile:
+    def get(self, text: str, terms: TermStats | None = None) -> LexicalProfile:
         text = text[:PROFILE_MAX_CHARS]
-        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16)
+        if terms is not None:
+            digest.update(terms.version.encode())
+        key = digest.digest()
         with self._lock:
             found = self._profiles.get(key)
             if found is not None:
                 self._profiles.move_to_end(key)
                 return found
-        profile = LexicalProfile.of(text)
+        profile = LexicalProfile.of(text, terms)
         with self._lock:
             if key not in self._profiles:
                 self._profiles[key] = profile
@@ -193,14 +204,14 @@ class ProfileCache:
 PROFILES: Final = ProfileCache()
 
 
-def text_profile(text: str) -> LexicalProfile:
-    """The profile of a product text as the pipeline scores it: uniform token weights, no corpus IDF,
-    the first PROFILE_MAX_CHARS characters.
+def text_profile(text: str, terms: TermStats | None = None) -> LexicalProfile:
+    """The profile of a product text as the pipeline scores it: the first PROFILE_MAX_CHARS
+    characters, token weights IDF-weighted by the snapshot ``terms`` (uniform without one).
 
-    Without IDF a pair's score depends on the two texts alone, so a list stays exact as the catalog
-    changes around it and ``verify`` can recompute it; IDF gained 0.004 recall@1 on Abt-Buy.
+    The snapshot is frozen, so a pair's score depends on its two texts and the snapshot alone: a list
+    stays exact as the catalog changes around it, and ``verify`` recomputes it with the same snapshot.
     """
-    return PROFILES.get(text)
+    return PROFILES.get(text, terms)
 
 
 def rank_pool(
@@ -209,6 +220,7 @@ def rank_pool(
     texts: Mapping[str, str],
     weights: HybridWeights,
     top_k: int,
+    terms: TermStats | None = None,
 ) -> list[Neighbor]:
     """The top-K of a dense candidate pool by hybrid score (best first, ties by product id).
 
@@ -219,8 +231,8 @@ def rank_pool(
         scored = [(n.score, n.product_id) for n in pool]
     else:
         hybrid = rerank_profiles(
-            text_profile(query_text),
-            [text_profile(texts.get(n.product_id, "")) for n in pool],
+            text_profile(query_text, terms),
+            [text_profile(texts.get(n.product_id, ""), terms) for n in pool],
             [n.score for n in pool],
             weights,
         )
@@ -229,8 +241,11 @@ def rank_pool(
     return [Neighbor(pid, score) for score, pid in scored[:top_k]]
 
 
-def pair_score(left_text: str, right_text: str, dense: float, weights: HybridWeights) -> float:
+def pair_score(
+    left_text: str, right_text: str, dense: float, weights: HybridWeights, terms: TermStats | None = None
+) -> float:
     """The hybrid score of one pair, as :func:`rank_pool` scores it."""
     if weights.is_dense_only:
         return dense
-    return float(rerank_profiles(text_profile(left_text), [text_profile(right_text)], [dense], weights)[0])
+    profiles = text_profile(left_text, terms), [text_profile(right_text, terms)]
+    return float(rerank_profiles(*profiles, [dense], weights)[0])

@@ -120,6 +120,7 @@ class Prepared:
     retry: list[str] = field(default_factory=list)  # the pool moved or a member is gone or newer: recompute
     unchanged: int = 0
     owner_gone: int = 0
+    watched: str | None = None  # the value of the key ``prepare(watch=...)`` read after the PREPAREs
 
 
 def utc_now() -> datetime:
@@ -196,7 +197,7 @@ class Lists(Protocol):
     """The narrow list protocol the pipeline needs (ListStore, MemoryListStore)."""
 
     def read_states(self, ids: Sequence[str]) -> dict[str, ListState]: ...
-    def prepare(self, proposals: Mapping[str, PoolProposal]) -> Prepared: ...
+    def prepare(self, proposals: Mapping[str, PoolProposal], *, watch: str | None = None) -> Prepared: ...
     def commit(self, lists: Iterable[StoredList]) -> list[bool]: ...
     def delete_list(self, product_id: str) -> bool: ...
     def rev_many(self, ids: Sequence[str]) -> dict[str, set[str]]: ...
@@ -413,10 +414,11 @@ class ListStore:
             )
         return states
 
-    def prepare(self, proposals: Mapping[str, PoolProposal]) -> Prepared:
+    def prepare(self, proposals: Mapping[str, PoolProposal], *, watch: str | None = None) -> Prepared:
         """Store each proposed pool if its list's pool did not move, and version the lists to emit, in
-        one round trip. Nothing becomes current: :meth:`commit` does that once they were delivered."""
-        if not proposals:
+        one round trip. Nothing becomes current: :meth:`commit` does that once they were delivered.
+        ``watch``: a string key read in the same round trip, after the PREPAREs (``Prepared.watched``)."""
+        if not proposals and watch is None:
             return Prepared()
         pipe = self._client.pipeline(transaction=False)
         for pid, proposal in proposals.items():
@@ -446,14 +448,20 @@ class ListStore:
                 ],
                 client=pipe,
             )
+        if watch is not None:
+            pipe.get(watch)
         with redis_errors(f"prepare {len(proposals)} list(s)"):
-            replies = iter(pipe.execute())
+            results = pipe.execute()
+        replies = iter(results)
 
         def outcome(_pid: str, _proposal: PoolProposal) -> tuple[int, int]:
             code, version = next(replies)
             return int(code), int(version) if code == EMIT else 0
 
-        return _call_prepare(proposals, outcome, self._clock)
+        prepared = _call_prepare(proposals, outcome, self._clock)
+        if watch is not None and results[-1] is not None:
+            prepared.watched = text(results[-1])
+        return prepared
 
     def commit(self, lists: Iterable[StoredList]) -> list[bool]:
         """Make delivered lists current (``similar:``), in one round trip; False where a list at least
@@ -574,7 +582,7 @@ class MemoryListStore:
     """The same protocol in dicts: what unit tests of the ordering and replay rules run against.
 
     ``products`` gives each stored product's version, None when its hash is gone (PREPARE's checks;
-    by default none is stored); ``micros`` is the server clock.
+    by default none is stored); ``micros`` is the server clock; ``strings`` the keys ``watch`` reads.
     """
 
     def __init__(
@@ -591,6 +599,7 @@ class MemoryListStore:
         self._similar: dict[str, bytes] = {}
         self._rev: dict[str, set[str]] = {}
         self.kth: dict[str, float] = {}
+        self.strings: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def _next_version(self, meta: _Meta) -> int:
@@ -609,8 +618,11 @@ class MemoryListStore:
                 for pid in ids
             }
 
-    def prepare(self, proposals: Mapping[str, PoolProposal]) -> Prepared:
-        return _call_prepare(proposals, self._prepare_one, self._clock)
+    def prepare(self, proposals: Mapping[str, PoolProposal], *, watch: str | None = None) -> Prepared:
+        prepared = _call_prepare(proposals, self._prepare_one, self._clock)
+        if watch is not None:
+            prepared.watched = self.strings.get(watch)
+        return prepared
 
     def _prepare_one(self, pid: str, proposal: PoolProposal) -> tuple[int, int]:
         leaving, entering = _membership_change(proposal)

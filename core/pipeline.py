@@ -31,15 +31,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from simstream.core.bulk_lists import BulkReport, Emitter, build_all_lists
 from simstream.core.encoder import Encoder
 from simstream.core.first_load import FirstLoad
 from simstream.core.list_store import ListStore, StoredList
-from simstream.core.pool_refresh import Owner, PoolRefresher
+from simstream.core.pool_refresh import Owner, PoolRefresher, TermsMoved
 from simstream.core.similarity import SimilarityPolicy
+from simstream.core.terms import TermsStore
 from simstream.core.text import build_text, compile_template, content_hash
 from simstream.core.vector_store import ProductWrite, StoredState, UpsertResult, Vector, VectorStore
 from simstream.schemas.events import ProductEvent
@@ -102,6 +103,7 @@ class Pipeline:
         text_template: str,
         refresh: RefreshPolicy | None = None,
         first_load: FirstLoad | None = None,
+        terms: TermsStore | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._encoder = encoder
@@ -113,6 +115,7 @@ class Pipeline:
         self._template = text_template
         self._clock = clock
         self._first_load = first_load
+        self._terms = terms
         self._device = str(getattr(encoder, "device", "cpu"))
         # The prefetch thread and process() (for the prefetch's misses) may both need the encoder: one
         # at a time, the tokenizer included (a fast tokenizer is not safe to share between threads).
@@ -127,6 +130,20 @@ class Pipeline:
             epsilon=self._refresh.epsilon,
             device=self._device,
         )
+        self._sync_terms()
+
+    def _sync_terms(self) -> None:
+        """Score with the term-statistics snapshot Redis names now (core/terms)."""
+        if self._terms is None:
+            return
+        current = self._terms.current()
+        if current is not self._policy.terms:
+            self._policy = replace(self._policy, terms=current)
+            self._refresher.use_policy(self._policy)
+
+    @property
+    def policy(self) -> SimilarityPolicy:
+        return self._policy
 
     def prepare(self, event: ProductEvent, event_time: float) -> Inbound:
         if event.product is None:
@@ -220,6 +237,7 @@ class Pipeline:
         own = changed + relist  # products whose own version moved: their list is always emitted
         result.event_times = {pid: newest[pid].received_at for pid in [*own, *gone]}
         if result.deferred:
+            self._sync_terms()  # a snapshot switch defers lists too: be current when they resume
             if self._first_load is not None and (changed or gone):
                 self._first_load.note_writes()
             return result
@@ -228,9 +246,17 @@ class Pipeline:
         owners = {w.product_id: _owner(w) for w in applied if w.embedding is not None}
         owners.update(self._refresher.read_owners(relist))
         own_only = [pid for pid in own if pid not in owners]
-        refreshed = self._refresher.refresh(
-            owners, gone, own_only=own_only, reverse=self._refresh.enabled, emit_all=replayed
-        )
+        try:
+            refreshed = self._refresher.refresh(
+                owners, gone, own_only=own_only, reverse=self._refresh.enabled, emit_all=replayed
+            )
+        except TermsMoved:
+            # Pools may now hold scores of the old snapshot: have the bulk pass (again) recompute them all.
+            self._sync_terms()
+            result.deferred = True
+            if self._first_load is not None:
+                self._first_load.note_writes()
+            return result
         result.lists = refreshed.lists
         result.recomputed = refreshed.counts.searched
         result.touched = refreshed.counts.touched + len(owners)
@@ -243,10 +269,12 @@ class Pipeline:
 
     def build_all_lists(self, emit: Emitter | None) -> BulkReport:
         """Every product's pool and list built in bulk (core/bulk_lists), emitted, made current."""
-        return build_all_lists(
+        report = build_all_lists(
             self._store, self._lists, self._policy, self._encoder.model_id, device=self._device, emit=emit,
-            epsilon=self._refresh.epsilon,
+            epsilon=self._refresh.epsilon, terms=self._terms,
         )  # fmt: skip
+        self._sync_terms()
+        return report
 
     def finish_first_load(self, seen: int, emit: Emitter | None) -> BulkReport:
         """A pending first load's lists, all built in bulk, emitted and made current; the marker is

@@ -40,6 +40,11 @@ from simstream.core.scoring import dense_scores
 from simstream.core.similarity import SimilarityPolicy, lists_equal
 from simstream.core.vector_store import RANGE_RESULTS_CAP, KnnFilter, Vector, knn_query, range_query
 
+
+class TermsMoved(Exception):
+    """The term-statistics snapshot changed while a batch scored with the old one (core/terms)."""
+
+
 # Rounds of recomputing the pools another worker changed meanwhile within one batch.
 LIST_ATTEMPTS = 4
 # Bands of the reverse range search: narrower bands return fewer false candidates, more bands cost
@@ -164,9 +169,19 @@ class PoolRefresher:
         outcome.lists = list(ready.values())
         return outcome
 
+    def use_policy(self, policy: SimilarityPolicy) -> None:
+        """Score with ``policy`` from now on (a new term-statistics snapshot; same sizes)."""
+        self._policy = policy
+
     def _prepare(self, proposals: Mapping[str, PoolProposal], counts: RefreshCounts) -> Prepared:
         counts.round_trips += 1
-        return self._lists.prepare(proposals)
+        # terms:current is read with the PREPAREs: if it moved, these pools may hold scores of the old
+        # snapshot, which the bulk pass the switch asked for must recompute (core/terms).
+        prepared = self._lists.prepare(proposals, watch=self._keys.terms_current)
+        expected = None if self._policy.terms is None else self._policy.terms.version
+        if prepared.watched != expected:
+            raise TermsMoved(f"the term statistics moved from {expected} to {prepared.watched}")
+        return prepared
 
     # --- 1. discover ---------------------------------------------------------------------------------
 
@@ -236,9 +251,9 @@ class PoolRefresher:
     ) -> PoolProposal:
         """The proposal of a pool recomputed from a KNN's hits (their versions travel with it)."""
         cap = self._policy.pool_cap
-        weights = self._policy.weights
+        weights, terms = self._policy.weights, self._policy.terms
         entries = [
-            pool_entry(hit.product_id, hit.dense, pair_score(owner.text, hit.text, hit.dense, weights))
+            pool_entry(hit.product_id, hit.dense, pair_score(owner.text, hit.text, hit.dense, weights, terms))
             for hit in hits[:cap]
         ]
         pool = pool_from_ranked(entries, asked=cap, source_version=owner.version)
@@ -330,7 +345,8 @@ class PoolRefresher:
                         changes[pid] = None
                     continue
                 if pid in members or pool.admits(dense):
-                    changes[pid] = Score(dense, pair_score(owner.text, moved[pid].text, dense, self._policy.weights))
+                    hybrid = pair_score(owner.text, moved[pid].text, dense, self._policy.weights, self._policy.terms)
+                    changes[pid] = Score(dense, hybrid)
             updated = apply_changes(pool, changes, pool_size=self._policy.pool_size, cap=self._policy.pool_cap)
             if updated is None:
                 search[qid] = owner  # the slack ran out
@@ -421,7 +437,7 @@ class PoolRefresher:
             pool,
             member_versions,
             self._policy,
-            self._model,
+            self._policy.scoring_id(self._model),
             epsilon=self._epsilon,
             own=own,
             emit_all=emit_all,

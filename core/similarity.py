@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from simstream.core.hybrid import HybridWeights, rank_pool
+from simstream.core.terms import TermStats, scoring_id
 from simstream.core.vector_store import KnnFilter, Neighbor, Vector
 from simstream.schemas.settings import Settings
 
@@ -52,6 +53,7 @@ class SimilarityPolicy:
     weights: HybridWeights = DENSE_ONLY
     candidates: int = 0  # dense candidates re-ranked by the hybrid score (at least top_k are)
     slack: int = 0  # pool members kept beyond pool_size, so most changes need no search (core/pools)
+    terms: TermStats | None = None  # the IDF snapshot of the lexical score (core/terms); None: uniform
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -78,6 +80,10 @@ class SimilarityPolicy:
     def pool_cap(self) -> int:
         """The most members a pool keeps: pool_size plus the slack."""
         return self.pool_size + self.slack
+
+    def scoring_id(self, model_id: str) -> str:
+        """The ``model`` value of the lists this policy scores: the encoder and the snapshot."""
+        return scoring_id(model_id, self.terms)
 
     def keep(self, neighbors: Iterable[Neighbor]) -> list[Neighbor]:
         if self.min_score is None:
@@ -123,7 +129,7 @@ def _ranked_lists(
         texts = store.texts(sorted({*present, *(n.product_id for pool in pools.values() for n in pool)}))
     return {
         pid: (
-            policy.keep(rank_pool(texts.get(pid, ""), pools[pid], texts, policy.weights, policy.top_k)),
+            policy.keep(rank_pool(texts.get(pid, ""), pools[pid], texts, policy.weights, policy.top_k, policy.terms)),
             pools[pid],
         )
         for pid in present
@@ -159,7 +165,7 @@ def exact_lists(
         ]
         candidates.sort(key=lambda pair: (-pair[0], pair[1]))
         pool = [Neighbor(other, score) for score, other in candidates[: policy.pool_size]]
-        found = rank_pool((texts or {}).get(pid, ""), pool, texts or {}, policy.weights, policy.top_k)
+        found = rank_pool((texts or {}).get(pid, ""), pool, texts or {}, policy.weights, policy.top_k, policy.terms)
         lists[pid] = policy.keep(found)
     return lists
 

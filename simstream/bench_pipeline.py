@@ -44,6 +44,7 @@ from simstream.core.namespace import clear_redis_namespace, namespace_fields
 from simstream.core.redis_client import make_redis_client
 from simstream.core.scoring import resolve_device
 from simstream.core.similarity import SimilarityPolicy
+from simstream.core.terms import TermsStore
 from simstream.core.text import build_text, content_hash
 from simstream.core.vector_store import ProductWrite, RedisVectorStore
 from simstream.demo import sample_catalog
@@ -218,7 +219,7 @@ def _write_and_list(
     started = time.perf_counter()
     report = bulk_lists.build_all_lists(
         store, ListStore.from_settings(settings, client), SimilarityPolicy.from_settings(settings), encoder.model_id,
-        device=device,
+        device=device, terms=TermsStore(client, store.keys),
     )  # fmt: skip
     lists_wall_s = time.perf_counter() - started
     source = {kind: count for kind, count in corpus.source.items() if kind != "catalog_texts"}

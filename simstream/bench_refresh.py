@@ -25,6 +25,7 @@ from simstream.core.pipeline import Inbound, Pipeline, RefreshPolicy
 from simstream.core.redis_client import make_redis_client
 from simstream.core.scoring import resolve_device
 from simstream.core.similarity import SimilarityPolicy
+from simstream.core.terms import TermsStore
 from simstream.core.vector_store import RedisVectorStore
 from simstream.demo import sample_catalog
 from simstream.producers.catalog import read_catalog
@@ -127,7 +128,8 @@ def run_refresh_bench(
         store.ensure_index(model.dim, model.model_id)
         lists = ListStore.from_settings(where, client)
         refresh = RefreshPolicy(enabled=enabled, fanout=where.refresh_fanout, epsilon=where.list_score_epsilon)
-        return Pipeline(model, store, lists, policy, text_template=where.text_template, refresh=refresh)
+        terms = TermsStore(client, store.keys)  # as the worker scores: a first load counts a snapshot
+        return Pipeline(model, store, lists, policy, text_template=where.text_template, refresh=refresh, terms=terms)
 
     rng = random.Random(seed)
     creates = [product_event(r.product_id, 1, r.product) for r in rows]

@@ -27,6 +27,7 @@ from simstream.core.list_store import ListStore, StoredList
 from simstream.core.pipeline import Inbound, Pipeline
 from simstream.core.redis_client import check_access, make_redis_client
 from simstream.core.similarity import SimilarityPolicy
+from simstream.core.terms import TermsStore
 from simstream.core.vector_store import RedisVectorStore
 from simstream.producers.catalog import CatalogFormat, read_catalog
 from simstream.producers.publish import event_for
@@ -82,6 +83,7 @@ def load_file(
             SimilarityPolicy.from_settings(settings),
             text_template=settings.text_template,
             first_load=first_load,
+            terms=TermsStore(client, store.keys),
         )
         sink = KafkaSink(settings)
         started = time.perf_counter()

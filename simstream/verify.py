@@ -20,8 +20,10 @@ from simstream.core.first_load import FirstLoad
 from simstream.core.list_store import ListStore, StoredList
 from simstream.core.query_syntax import escape_glob
 from simstream.core.redis_client import make_redis_client, redis_errors
+from simstream.core.redis_keys import RedisKeys
 from simstream.core.redis_replies import text
 from simstream.core.similarity import SimilarityPolicy
+from simstream.core.terms import TermsStore
 from simstream.core.vector_store import RedisVectorStore, Vector
 from simstream.schemas.settings import Settings
 
@@ -103,7 +105,10 @@ def run_verify(
         output = read_last_records(settings, timeout_s=output_timeout_s)
     client = make_redis_client(settings)
     source = RedisAuditSource.from_settings(settings, client)
-    report = audit(source, SimilarityPolicy.from_settings(settings), output=output, sample=sample, seed=seed)
+    # Scored with the snapshot the lists are kept exact for (core/terms).
+    terms = TermsStore(client, RedisKeys(settings.redis_prefix)).current()
+    policy = replace(SimilarityPolicy.from_settings(settings), terms=terms)
+    report = audit(source, policy, output=output, sample=sample, seed=seed)
     # Read after the audit: a load that finished meanwhile leaves a report that is already settled.
     pending = FirstLoad.from_settings(settings, client).pending() is not None
     return replace(report, first_load_pending=pending)

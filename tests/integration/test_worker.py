@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,9 @@ from simstream.core.errors import StoreError
 from simstream.core.hybrid import pair_score
 from simstream.core.list_store import ListStore
 from simstream.core.redis_client import make_redis_client
+from simstream.core.redis_keys import RedisKeys
 from simstream.core.similarity import SimilarityPolicy, exact_lists
+from simstream.core.terms import TermsStore
 from simstream.core.vector_store import Neighbor, RedisVectorStore
 from simstream.demo import sample_catalog
 from simstream.producers.catalog import read_catalog
@@ -90,7 +93,10 @@ def test_whole_abt_buy_catalog_is_embedded_and_every_list_is_the_exact_top_k(
     norms = np.linalg.norm(np.stack(list(vectors.values())), axis=1)
     assert np.allclose(norms, 1.0, atol=1e-3)
 
-    policy = SimilarityPolicy.from_settings(settings)  # the default scoring: hybrid
+    # The default scoring (hybrid) with the term snapshot the first load counted over this catalog.
+    terms = TermsStore(make_redis_client(settings), RedisKeys(settings.redis_prefix)).current()
+    assert terms is not None and terms.documents == 2173
+    policy = replace(SimilarityPolicy.from_settings(settings), terms=terms)
     assert not policy.weights.is_dense_only
     texts = store.texts(ids)
     exact = exact_lists(vectors, policy, texts=texts)
@@ -122,8 +128,9 @@ def same_top_k(
     real catalogs hold identical titles, and Redis (float32) and numpy (float64) break such ties differently."""
     kth = exact[-1].score
     swapped = set(listed) ^ {n.product_id for n in exact}
+    weights, terms = policy.weights, policy.terms
     return all(
-        abs(pair_score(texts[pid], texts[other], float(vectors[pid] @ vectors[other]), policy.weights) - kth) < 1e-5
+        abs(pair_score(texts[pid], texts[other], float(vectors[pid] @ vectors[other]), weights, terms) - kth) < 1e-5
         for other in swapped
     )
 

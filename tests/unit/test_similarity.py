@@ -93,7 +93,7 @@ def test_lists_equal_rejects_membership_order_and_score_changes(new: list[Neighb
 def test_policy_from_settings_and_validation() -> None:
     policy = SimilarityPolicy.from_settings(Settings(top_k=7, same_category_only=True, min_score=0.25))
     assert policy == SimilarityPolicy(
-        top_k=7, same_category_only=True, min_score=0.25, weights=HybridWeights(1.0, 0.25), candidates=50, slack=16
+        top_k=7, same_category_only=True, min_score=0.25, weights=HybridWeights(1.0, 1.0), candidates=50, slack=16
     )
     assert policy.pool_size == 50
     assert SimilarityPolicy(top_k=7, candidates=50).pool_size == 7  # dense only: the list is the pool
