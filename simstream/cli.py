@@ -16,6 +16,7 @@ from pydantic_settings import SettingsError
 from simstream.chaos import add_chaos_arguments, cmd_chaos
 from simstream.eval_quality import add_eval_arguments, cmd_eval
 from simstream.schemas.settings import Settings
+from simstream.terms_command import add_terms_arguments, cmd_terms
 from simstream.verify import add_verify_arguments, cmd_verify
 
 if TYPE_CHECKING:
@@ -380,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
     shell = sub.add_parser("redis-shell", help="a Redis prompt with the settings' URL, user, password and TLS")
     shell.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND ...", help="run one command and exit")
     shell.set_defaults(handler=cmd_redis_shell)
+
+    terms = sub.add_parser("terms", help="the term-statistics snapshot (IDF) lists are scored with")
+    add_terms_arguments(terms)
+    terms.set_defaults(handler=cmd_terms)
 
     soak = sub.add_parser("soak", help="the worker process at half load for minutes: RSS growth, freshness")
     soak.add_argument("--minutes", type=positive_float, default=30.0, help="minutes of paced load after warm-up")
