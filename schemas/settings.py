@@ -101,9 +101,10 @@ class Settings(BaseSettings):
     same_category_only: bool = False
     min_score: float | None = None
     # Hybrid scoring (simstream.core.hybrid): the dense top-`rerank_candidates` re-ranked with lexical
-    # evidence; both weights 0 means plain cosine. Chosen on Abt-Buy with `simstream eval`.
+    # evidence; both weights 0 means plain cosine. Equal weights, checked on one half of Abt-Buy's
+    # matches and reported on the other (`simstream eval --half 1|2`, README "What a similar-items list is").
     hybrid_code_weight: float = Field(default=1.0, ge=0)
-    hybrid_lexical_weight: float = Field(default=0.25, ge=0)
+    hybrid_lexical_weight: float = Field(default=1.0, ge=0)
     rerank_candidates: int = Field(default=50, ge=1)
     # Pool members kept beyond rerank_candidates (core/pools): a change that pushes members out needs a
     # new search only once the slack is used up. 16 kept searches under 1 per 100 updates (bench refresh).

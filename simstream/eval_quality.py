@@ -12,18 +12,22 @@ Metrics, per direction (left to right: each left offer with at least one true ma
 - ``cross_shop``: the candidates are the other table's offers; ``whole_catalog``: every other offer of
   both tables (the query itself excluded), which is what the pipeline's similar-item lists rank.
 
-Methods: ``tfidf`` (TF-IDF cosine of the texts, the baseline), ``dense`` (the encoder's cosine),
-``hybrid`` (dense top-N re-ranked with model codes and TF-IDF, :mod:`simstream.core.hybrid`), all three
-on the evaluation template; ``default`` is what the running pipeline does with the given settings
-(``text_template``, ``hybrid_code_weight``, ``hybrid_lexical_weight``, ``rerank_candidates``; token
-weights without corpus IDF, so a pair's score depends on its two texts alone).
+Methods: ``tfidf`` (TF-IDF cosine of the texts' words and model codes, the baseline), ``dense`` (the
+encoder's cosine), ``hybrid`` (dense top-N re-ranked with model codes and TF-IDF of words, codes and
+character trigrams, :mod:`simstream.core.hybrid`, default weights), all three on the evaluation
+template; ``default`` is what the running pipeline does with the given settings (``text_template``,
+``hybrid_code_weight``, ``hybrid_lexical_weight``, ``rerank_candidates``). Both hybrids weigh tokens
+by IDF over the evaluated catalog: what the pipeline's term snapshot holds once it loaded that catalog
+(core/terms).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
+import random
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -39,7 +43,7 @@ from pydantic import ValidationError
 
 from simstream.core.errors import InputFileError, SimstreamError
 from simstream.core.hybrid import DEFAULT_RERANK_CANDIDATES, HybridWeights, LexicalProfile, rerank_profiles
-from simstream.core.lexical import DocumentFrequencies, TfidfMatrix, lexical_tokens
+from simstream.core.lexical import DocumentFrequencies, TfidfMatrix, lexical_tokens, word_bag
 from simstream.core.text import build_text, read_text_file
 from simstream.producers.catalog import CatalogError, read_catalog
 from simstream.schemas.events import Product
@@ -52,6 +56,8 @@ METHODS: Final = ("tfidf", "dense", "hybrid", "default")
 SETTINGS: Final = ("cross_shop", "whole_catalog")
 RECALL_CUTOFFS: Final = (1, 10)
 DEFAULT_FILES: Final = ("Abt.csv", "Buy.csv", "abt_buy_perfectMapping.csv")
+# What SIMSTREAM_MIN_SCORE would keep of the default method's best cross-shop candidates.
+MIN_SCORES: Final = (0.3, 0.4, 0.5, 0.6, 0.7)
 # Re-ranked candidates are placed above every other candidate: hybrid scores never exceed 1.
 _RERANKED_OFFSET: Final = 10.0
 
@@ -83,8 +89,8 @@ class Scoring:
     template: str
     weights: HybridWeights
     rerank_candidates: int
-    # IDF over the evaluated corpus; the pipeline scores without it (core.hybrid.text_profile), so the
-    # ``default`` method does too.
+    # IDF over the evaluated corpus: what the pipeline's snapshot holds after it loaded this catalog
+    # (core/terms); False: uniform token weights, as lists scored before any snapshot.
     corpus_idf: bool = True
 
 
@@ -150,6 +156,18 @@ def _read_mapping(
         elif number > 0:  # the first row is a header unless it names two offers
             skipped += 1
     return list(pairs), skipped
+
+
+def half_of(task: MatchingTask, half: int, seed: int = 12) -> MatchingTask:
+    """The task with only the matches of one random half (1 or 2) of its left offers: weights are
+    chosen on one half and reported on the other. Every offer stays a candidate."""
+    if half not in (1, 2):
+        raise ValueError(f"half must be 1 or 2, got {half}")
+    lefts = sorted({left for left, _ in task.matches})
+    random.Random(seed).shuffle(lefts)
+    first = set(lefts[: len(lefts) // 2])
+    matches = tuple(pair for pair in task.matches if (pair[0] in first) == (half == 1))
+    return dataclasses.replace(task, matches=matches)
 
 
 # --- ranks and metrics (pure numpy) ------------------------------------------------------------
@@ -258,7 +276,7 @@ class _Evaluator:
         return self._vectors[template]
 
     def tfidf(self, template: str) -> dict[str, dict[str, dict[str, float]]]:
-        matrix = TfidfMatrix([lexical_tokens(text) for text in self.texts(template)])
+        matrix = TfidfMatrix([word_bag(text) for text in self.texts(template)])
         return self._ranked(lambda direction, _: matrix.similarities(direction.queries.tolist()))
 
     def dense(self, template: str) -> dict[str, dict[str, dict[str, float]]]:
@@ -277,6 +295,26 @@ class _Evaluator:
 
         return self._ranked(score)
 
+    def min_score_table(self, scoring: Scoring) -> dict[str, list[dict[str, float]]]:
+        """Per direction and MIN_SCORES threshold, over each query's best cross-shop candidate: the
+        share of queries whose best scores at least that (``kept``), the share of those that are a
+        true match (``precision``), and the share of queries kept with a true match (``recall``)."""
+        vectors = self.vectors(scoring.template)
+        texts = self.texts(scoring.template)
+        frequencies = DocumentFrequencies.of(lexical_tokens(text) for text in texts) if scoring.corpus_idf else None
+        profiles = [LexicalProfile.of(text, frequencies) for text in texts]
+        out: dict[str, list[dict[str, float]]] = {}
+        for name, direction in self.directions.items():
+            scores = _reranked(
+                vectors[direction.queries] @ vectors.T, direction.cross_shop, direction.queries, profiles, scoring
+            )
+            best = scores.argmax(axis=1)
+            rows = np.arange(len(best))
+            top = scores[rows, best] - (0.0 if scoring.weights.is_dense_only else _RERANKED_OFFSET)
+            matched = direction.relevant[rows, best]
+            out[name] = [_kept(float(threshold), top, matched) for threshold in MIN_SCORES]
+        return out
+
     def _ranked(
         self, score: Callable[[_Direction, npt.NDArray[np.bool_]], FloatMatrix]
     ) -> dict[str, dict[str, dict[str, float]]]:
@@ -289,6 +327,17 @@ class _Evaluator:
                 scores = np.asarray(score(direction, candidates), dtype=np.float32)
                 out[name][setting] = summarize_ranks(match_ranks(scores, direction.relevant, candidates))
         return out
+
+
+def _kept(threshold: float, top: FloatMatrix, matched: npt.NDArray[np.bool_]) -> dict[str, float]:
+    kept = top >= threshold
+    precision = float(matched[kept].mean()) if kept.any() else 1.0
+    return {
+        "min_score": threshold,
+        "kept": round(float(kept.mean()), 4),
+        "precision": round(precision, 4),
+        "recall": round(float((matched & kept).mean()), 4),
+    }
 
 
 def evaluate(
@@ -321,6 +370,7 @@ def evaluate(
         "skipped_offers": task.skipped_offers,
         "skipped_matches": task.skipped_matches,
     }
+    result["min_score"] = evaluator.min_score_table(default_scoring)
     result["scorings"] = {
         "eval": _describe(eval_scoring),
         "default": _describe(default_scoring),
@@ -340,9 +390,7 @@ def _describe(scoring: Scoring) -> dict[str, Any]:
 
 def default_scoring(settings: Settings) -> Scoring:
     """The pipeline's scoring under ``settings``."""
-    return Scoring(
-        settings.text_template, HybridWeights.from_settings(settings), settings.rerank_candidates, corpus_idf=False
-    )
+    return Scoring(settings.text_template, HybridWeights.from_settings(settings), settings.rerank_candidates)
 
 
 def run_eval(
@@ -353,6 +401,8 @@ def run_eval(
     matches: Path | None = None,
     template: str | None = None,
     encode: Encode | None = None,
+    half: int | None = None,
+    seed: int = 12,
 ) -> dict[str, Any]:
     """Load the data, encode with the settings' model, and evaluate every method.
 
@@ -361,6 +411,8 @@ def run_eval(
     fake).
     """
     task = load_task(left, right, matches)
+    if half is not None:
+        task = half_of(task, half, seed)
     model_id = None
     if encode is None:
         from simstream.core.encoder import TransformerEncoder
@@ -391,6 +443,14 @@ def format_eval_table(result: dict[str, Any]) -> str:
             values = " ".join(f"{row[s][m]:>16.4f}" for s, m in columns)
             lines.append(f"{label:<14} {method:<8} {values}")
     lines.append("")
+    lines.append("SIMSTREAM_MIN_SCORE on the default method's best cross-shop candidate: kept / precision / recall")
+    for direction, label in names.items():
+        cells = "  ".join(
+            f"{row['min_score']:.1f}: {row['kept']:.2f}/{row['precision']:.3f}/{row['recall']:.3f}"
+            for row in result["min_score"][direction]
+        )
+        lines.append(f"{label:<14} {cells}")
+    lines.append("")
     for key, scoring in result["scorings"].items():
         lines.append(
             f"{key:<8} template={scoring['template']!r} code_weight={scoring['code_weight']} "
@@ -415,12 +475,24 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--template", default=None, help=f"text template of tfidf/dense/hybrid (default {EVAL_TEMPLATE!r})"
     )
+    parser.add_argument(
+        "--half", type=int, choices=(1, 2), default=None, help="only the matches of one random half of the left offers"
+    )
+    parser.add_argument("--seed", type=int, default=12, help="the random split of --half (default 12)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        result = run_eval(settings, left=args.left, right=args.right, matches=args.matches, template=args.template)
+        result = run_eval(
+            settings,
+            left=args.left,
+            right=args.right,
+            matches=args.matches,
+            template=args.template,
+            half=args.half,
+            seed=args.seed,
+        )
     except SimstreamError as exc:
         print(f"simstream eval: {exc}", file=sys.stderr)
         return 2

@@ -17,12 +17,14 @@ from simstream.core.errors import InputFileError
 from simstream.core.hybrid import HybridWeights
 from simstream.eval_quality import (
     METHODS,
+    MIN_SCORES,
     SETTINGS,
     Scoring,
     add_eval_arguments,
     cmd_eval,
     evaluate,
     format_eval_table,
+    half_of,
     load_task,
     match_ranks,
     run_eval,
@@ -177,3 +179,25 @@ def test_cmd_eval_prints_one_json_object(
 def test_cmd_eval_reports_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cmd_eval(_args("--left", str(tmp_path / "nope.csv")), Settings()) == 2
     assert "simstream eval:" in capsys.readouterr().err
+
+
+def test_the_two_halves_split_the_matches_by_left_offer(tables: tuple[Path, Path, Path]) -> None:
+    task = load_task(*tables)
+    one, two = half_of(task, 1), half_of(task, 2)
+    assert set(one.matches) | set(two.matches) == set(task.matches)
+    assert not {left for left, _ in one.matches} & {left for left, _ in two.matches}
+    assert one.products == task.products  # every offer stays a candidate
+    assert half_of(task, 1, seed=12).matches == one.matches
+    with pytest.raises(ValueError):
+        half_of(task, 3)
+
+
+def test_min_score_table_counts_what_a_threshold_keeps(tables: tuple[Path, Path, Path]) -> None:
+    result = _evaluate(tables, HybridWeights())
+    rows = result["min_score"]["left_to_right"]
+    assert [row["min_score"] for row in rows] == list(MIN_SCORES)
+    kept = [row["kept"] for row in rows]
+    assert kept == sorted(kept, reverse=True)  # a higher threshold keeps fewer
+    for row in rows:
+        assert row["recall"] <= row["kept"] and 0.0 <= row["precision"] <= 1.0
+    assert "SIMSTREAM_MIN_SCORE" in format_eval_table(result)
