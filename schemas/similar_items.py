@@ -16,7 +16,13 @@ SIMILAR_ITEMS_SCHEMA: Final = "similar-items.v1"
 
 
 class SimilarItem(BaseModel):
-    """One neighbour: its id and the cosine similarity of the two normalised vectors."""
+    """One neighbour: its id and its similarity score, higher is more similar, at most 1.
+
+    The score is the hybrid score of README "What a similar-items list is": the cosine of the two
+    vectors averaged with lexical evidence (a shared model code; the IDF-weighted token cosine under
+    the term snapshot that ``model`` names), each with its weight; the plain cosine when both lexical
+    weights are 0. Scores of different products compare: README "Scores and SIMSTREAM_MIN_SCORE".
+    """
 
     model_config = wire_model_config()
 
