@@ -238,10 +238,10 @@ class Worker:
             self.stats.lists_emitted += report.emitted
         self.metrics.count_first_load_lists(report.emitted)
         log.info(
-            "first load: %d lists built in bulk, %d emitted, %d unchanged in %.2fs (score %.2fs, rank %.2fs, "
-            "write %.2fs)%s",
+            "bulk pass (first load or term switch): %d lists built, %d emitted, %d unchanged in %.2fs "
+            "(score %.2fs, rank %.2fs, write %.2fs, terms %s)%s",
             report.products, report.emitted, report.unchanged, seconds, report.score_s, report.rank_s,
-            report.write_s, "" if report.finished else "; batches wrote meanwhile, another pass follows",
+            report.write_s, report.terms, "" if report.finished else "; batches wrote meanwhile, another pass follows",
         )  # fmt: skip
 
     def _emit_first_load(self, lists: Sequence[StoredList]) -> None:
