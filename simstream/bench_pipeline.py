@@ -76,6 +76,7 @@ class _BenchWorker:
     def __init__(self, settings: Settings, encoder: Encoder) -> None:
         self.stats = WorkerStats()
         self.worker: Worker = build_worker(settings, stats=self.stats, encoder=encoder)
+        self.first_load_begun = self.first_load_pending()  # the worker started on an empty index
         self._stop = threading.Event()
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -104,13 +105,23 @@ class _BenchWorker:
         freshness samples, and a late sample would land in the next phase.
         """
         deadline = time.monotonic() + timeout_s
-        while self.done() < target or self.stats.records_done < target or self.first_load_pending():
+        while (
+            self.done() < target
+            or self.stats.records_done < target
+            or self.first_load_pending()
+            or self.first_load_unrecorded()
+        ):
             if self.error is not None:
                 raise BenchError(f"worker crashed: {self.error!r}") from self.error
             if time.monotonic() > deadline:
                 raise BenchError(f"only {self.done()} of {target} records processed after {timeout_s:.0f} s")
             time.sleep(0.02)
         return time.monotonic()
+
+    def first_load_unrecorded(self) -> bool:
+        """The worker began a first load whose bulk pass removed the marker but is not counted yet."""
+        with self.stats.lock:
+            return self.first_load_begun and self.stats.first_load_passes == 0
 
     def first_load_pending(self) -> bool:
         """A first load's lists not built yet: its records are committed, its lists still owed."""
