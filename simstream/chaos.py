@@ -156,6 +156,8 @@ class ScenarioResult:
     duplicated: int = 0
     verify_ok: bool = False
     verify_failures: list[str] = field(default_factory=list)
+    # When verify fails: its worst lists and examples of each kind of difference, to tell why.
+    verify_details: list[str] = field(default_factory=list)
     seconds: float = 0.0
     products_per_s: float = 0.0
     worker_restarts: int = 0
@@ -720,6 +722,11 @@ class ScenarioRun:
         report = run_verify(self.settings)
         result.verify_failures = threshold_failures(report, Thresholds())
         result.verify_ok = not result.verify_failures
+        if result.verify_failures:
+            worst = ", ".join(f"{pid} {value:.2f}" for pid, value in report.lowest_overlap)
+            result.verify_details = [f"lowest overlap: {worst}"] + [
+                f"{kind}: {example}" for kind, found in report.examples.items() for example in found
+            ]
         result.products_per_s = result.published / result.seconds if result.seconds else 0.0
         return result
 

@@ -10,6 +10,6 @@ def assert_nothing_lost(result: ScenarioResult, options: ChaosOptions) -> None:
     assert result.published == options.products
     assert result.lost == 0, result.as_dict()
     assert result.processed == result.published
-    assert result.verify_ok, result.verify_failures
+    assert result.verify_ok, (result.verify_failures, result.verify_details)
     if result.mode == "eos":
         assert result.duplicated == 0, result.as_dict()
