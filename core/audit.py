@@ -121,7 +121,9 @@ def threshold_failures(report: VerifyReport, limits: Thresholds) -> list[str]:
     """One sentence per limit the report is past; empty when the state passes."""
     failures: list[str] = []
     if report.first_load_pending:
-        failures.append("a first load is pending: its lists are built once the input backlog is drained")
+        failures.append(
+            "a first load is pending (or a term snapshot switch): its lists are built once the input backlog is drained"
+        )
     if report.overlap_at_k_mean < limits.min_overlap_mean:
         failures.append(f"overlap_at_k_mean {report.overlap_at_k_mean:.4f} < {limits.min_overlap_mean}")
     if report.overlap_at_k_min < limits.min_overlap_min:

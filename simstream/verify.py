@@ -133,7 +133,9 @@ def format_report(report: VerifyReport) -> str:
         f"output topic       {output}",
     ]
     if report.first_load_pending:
-        lines.append("first load         pending: lists are built in bulk once the input backlog is drained")
+        lines.append(
+            "first load         pending (or a term switch): lists are built in bulk once the input backlog is drained"
+        )
     if report.lowest_overlap:
         worst = ", ".join(f"{pid} {value:.2f}" for pid, value in report.lowest_overlap)
         lines.append(f"lowest overlap     {worst}")

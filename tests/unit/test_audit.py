@@ -364,7 +364,7 @@ def test_a_pending_first_load_fails_whatever_the_limits() -> None:
     source, output = correct_state()
     pending = replace(audit(source, POLICY, output=output), first_load_pending=True)
     assert threshold_failures(pending, Thresholds(0.0, 0.0, 9, 9, 9, 9, 9, 9, 9)) == [
-        "a first load is pending: its lists are built once the input backlog is drained"
+        "a first load is pending (or a term snapshot switch): its lists are built once the input backlog is drained"
     ]
     assert pending.as_dict()["first_load_pending"] is True
     assert "first load         pending" in verify.format_report(pending)
