@@ -13,7 +13,7 @@ global recomputation. The score is a weighted mean that stays on the cosine's sc
 (words, model codes and character trigrams, core/lexical), IDF-weighted by a term-statistics snapshot
 (core/terms) when one is given, uniform otherwise. Both weights at 0 give the dense cosine
 unchanged. The defaults weigh the three signals equally (1, 1): chosen on one random half of Abt-Buy's
-matches and reported on the other (README, "Similarity quality"); no training.
+matches and reported on the other (README, "What a similar-items list is"); no training.
 """
 
 from __future__ import annotations

@@ -21,8 +21,6 @@ Commands: GET, SET and one script (the worker's ACL); the switch touches two glo
 from __future__ import annotations
 
 import hashlib
-import math
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -31,6 +29,7 @@ import orjson
 import redis
 
 from simstream.core.errors import StoreError
+from simstream.core.lexical import DocumentFrequencies, smoothed_idf
 from simstream.core.redis_client import redis_errors
 from simstream.core.redis_keys import RedisKeys
 from simstream.core.redis_replies import text
@@ -60,17 +59,12 @@ class TermStats:
     @classmethod
     def of(cls, documents: Iterable[Iterable[str]]) -> TermStats:
         """The snapshot of these token bags (one per product; a token counts once per document)."""
-        counts: Counter[str] = Counter()
-        total = 0
-        for tokens in documents:
-            counts.update(set(tokens))
-            total += 1
-        frozen = dict(sorted(counts.items()))
-        return cls(_digest(total, frozen), total, frozen)
+        frequencies = DocumentFrequencies.of(documents)
+        counts = frequencies.counts()
+        return cls(_digest(frequencies.documents, counts), frequencies.documents, counts)
 
     def idf(self, token: str) -> float:
-        """Smoothed IDF, ln((1 + N) / (1 + df)) + 1, as core/lexical's DocumentFrequencies."""
-        return math.log((1 + self.documents) / (1 + self.counts.get(token, 0))) + 1.0
+        return smoothed_idf(self.documents, self.counts.get(token, 0))
 
     def encode(self) -> bytes:
         return orjson.dumps({"version": self.version, "documents": self.documents, "counts": self.counts})

@@ -49,7 +49,7 @@ from simstream.producers.catalog import CatalogError, read_catalog
 from simstream.schemas.events import Product
 from simstream.schemas.settings import Settings
 
-# Chosen on Abt-Buy (README, "Similarity quality"): the description hurts the dense encoder (long
+# Chosen on Abt-Buy (README, "What a similar-items list is"): the description hurts the dense encoder (long
 # spec lists drown the product's identity) and adds little lexical evidence the title lacks.
 EVAL_TEMPLATE: Final = "{title}. {brand}. {category}. {attributes}"
 METHODS: Final = ("tfidf", "dense", "hybrid", "default")
