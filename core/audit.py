@@ -154,9 +154,9 @@ def audit(
     ``sample`` limits the brute-force checks (overlap, scores) to that many products drawn with ``seed``;
     every other check covers the whole state.
     """
-    vectors = _read_all(source.embeddings, source.product_ids())
+    vectors = read_in_chunks(source.embeddings, source.product_ids())
     products = set(vectors)
-    lists = _read_all(source.read_lists, source.list_owner_ids())
+    lists = read_in_chunks(source.read_lists, source.list_owner_ids())
     examples: dict[str, list[str]] = {}
 
     def note(kind: str, text: str) -> None:
@@ -171,8 +171,8 @@ def audit(
     deleted_in_lists, misordered = _list_errors(lists, products, note)
 
     sampled = _sample(sorted(products), sample, seed)
-    categories = _read_all(source.categories, sorted(products)) if policy.same_category_only else None
-    texts = None if policy.weights.is_dense_only else _read_all(source.texts, sorted(products))
+    categories = read_in_chunks(source.categories, sorted(products)) if policy.same_category_only else None
+    texts = None if policy.weights.is_dense_only else read_in_chunks(source.texts, sorted(products))
     exact = exact_top_k(vectors, policy, sampled, categories, texts)
     overlaps = {pid: overlap_at_k(lists[pid].items if pid in lists else (), exact[pid]) for pid in sampled}
     sampled_lists = {pid: lists[pid] for pid in sampled if pid in lists}
@@ -334,9 +334,9 @@ def _category_codes(ids: Sequence[str], categories: Mapping[str, str] | None) ->
 def _rev_errors(source: AuditSource, lists: Mapping[str, StoredList], note: Note) -> int:
     """Pairs (owner, member) in a list's pool but not in rev:{member}, or in rev:{member} but not in the
     pool; and list items missing from their own pool."""
-    pools = _read_all(source.read_pools, sorted(lists))
+    pools = read_in_chunks(source.read_pools, sorted(lists))
     pooled = {(owner, member) for owner, pool in pools.items() for member in pool}
-    rev_sets = _read_all(source.rev_many, list(dict.fromkeys(source.rev_member_ids())))
+    rev_sets = read_in_chunks(source.rev_many, list(dict.fromkeys(source.rev_member_ids())))
     reverse = {(owner, member) for member, owners in rev_sets.items() for owner in owners}
     outside = {(owner, n.product_id) for owner, stored in lists.items() for n in stored.items} - pooled
     for owner, member in sorted(pooled - reverse):
@@ -362,7 +362,7 @@ def _unit(vector: Vector) -> npt.NDArray[np.float64]:
     return array / norm if norm else array
 
 
-def _read_all(read: Callable[[Sequence[str]], Mapping[str, T]], ids: Iterable[str]) -> dict[str, T]:
+def read_in_chunks(read: Callable[[Sequence[str]], Mapping[str, T]], ids: Iterable[str]) -> dict[str, T]:
     """``read`` over ``ids`` in chunks of READ_CHUNK, merged."""
     unique = list(dict.fromkeys(ids))
     merged: dict[str, T] = {}

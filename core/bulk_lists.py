@@ -163,7 +163,7 @@ def _proposals(
     report.score_s += time.perf_counter() - started
     started = time.perf_counter()
     cap = policy.pool_cap
-    scoring = policy.scoring_id(model_id)
+    scoring, terms = policy.scoring_id(model_id), policy.terms
     proposals: dict[str, PoolProposal] = {}
     for row in rows:
         pid = ids[row]
@@ -172,7 +172,6 @@ def _proposals(
         columns = top.columns[row][found]
         dense = top.scores[row][found].astype(np.float64)
         members = [ids[column] for column in columns]
-        terms = policy.terms
         hybrid = rerank_profiles(
             text_profile(owner.text, terms),
             [text_profile(owners[m].text, terms) for m in members],

@@ -263,6 +263,7 @@ class _Evaluator:
         self._encode = encode
         self._vectors: dict[str, FloatMatrix] = {}
         self._texts: dict[str, list[str]] = {}
+        self._profiles: dict[tuple[str, bool], list[LexicalProfile]] = {}
         self.directions = _directions(task)
 
     def texts(self, template: str) -> list[str]:
@@ -283,11 +284,18 @@ class _Evaluator:
         vectors = self.vectors(template)
         return self._ranked(lambda direction, _: vectors[direction.queries] @ vectors.T)
 
+    def profiles(self, template: str, corpus_idf: bool) -> list[LexicalProfile]:
+        """Each offer's lexical profile, IDF-weighted over this catalog or uniform; built once per run."""
+        key = (template, corpus_idf)
+        if key not in self._profiles:
+            texts = self.texts(template)
+            frequencies = DocumentFrequencies.of(map(lexical_tokens, texts)) if corpus_idf else None
+            self._profiles[key] = [LexicalProfile.of(text, frequencies) for text in texts]
+        return self._profiles[key]
+
     def hybrid(self, scoring: Scoring) -> dict[str, dict[str, dict[str, float]]]:
         vectors = self.vectors(scoring.template)
-        texts = self.texts(scoring.template)
-        frequencies = DocumentFrequencies.of(lexical_tokens(text) for text in texts) if scoring.corpus_idf else None
-        profiles = [LexicalProfile.of(text, frequencies) for text in texts]
+        profiles = self.profiles(scoring.template, scoring.corpus_idf)
 
         def score(direction: _Direction, candidates: npt.NDArray[np.bool_]) -> FloatMatrix:
             dense = vectors[direction.queries] @ vectors.T
@@ -300,9 +308,7 @@ class _Evaluator:
         share of queries whose best scores at least that (``kept``), the share of those that are a
         true match (``precision``), and the share of queries kept with a true match (``recall``)."""
         vectors = self.vectors(scoring.template)
-        texts = self.texts(scoring.template)
-        frequencies = DocumentFrequencies.of(lexical_tokens(text) for text in texts) if scoring.corpus_idf else None
-        profiles = [LexicalProfile.of(text, frequencies) for text in texts]
+        profiles = self.profiles(scoring.template, scoring.corpus_idf)
         out: dict[str, list[dict[str, float]]] = {}
         for name, direction in self.directions.items():
             scores = _reranked(

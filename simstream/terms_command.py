@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Final
 
+from simstream.core.audit import read_in_chunks
 from simstream.core.errors import SimstreamError
 from simstream.core.first_load import FirstLoad
 from simstream.core.hybrid import profile_tokens
@@ -24,8 +24,6 @@ from simstream.core.terms import TermsStore, TermStats
 from simstream.core.vector_store import RedisVectorStore
 from simstream.schemas.settings import Settings
 
-# Texts read per round trip while counting.
-READ_CHUNK: Final = 2048
 WAIT_POLL_S: Final = 1.0
 
 
@@ -48,11 +46,6 @@ class RefreshReport:
     rebuild_s: float | None  # waited for the lists to be rebuilt (--wait), else None
 
 
-def _texts(store: RedisVectorStore, ids: Sequence[str]) -> Iterator[str]:
-    for start in range(0, len(ids), READ_CHUNK):
-        yield from store.texts(ids[start : start + READ_CHUNK]).values()
-
-
 def terms_status(settings: Settings) -> TermsStatus:
     with closing(make_redis_client(settings)) as client:
         store = RedisVectorStore.from_settings(settings, client)
@@ -73,7 +66,8 @@ def refresh_terms(settings: Settings, *, wait: bool = False, timeout_s: float = 
         terms = TermsStore(client, store.keys)
         previous = terms.current_version()
         started = time.perf_counter()
-        stats = TermStats.of(map(profile_tokens, _texts(store, sorted(store.indexed_product_ids()))))
+        texts = read_in_chunks(store.texts, sorted(store.indexed_product_ids()))
+        stats = TermStats.of(map(profile_tokens, texts.values()))
         count_s = time.perf_counter() - started
         switched = stats.version != previous
         if switched:
