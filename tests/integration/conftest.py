@@ -20,8 +20,10 @@ from typing import Protocol
 import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # stubs lack the re-export
+from support.streaming import create_stream_topics, stream_settings
 
 from simstream.core.encoder import TransformerEncoder
+from simstream.core.namespace import clear_redis_namespace
 from simstream.devstack import stack
 from simstream.devstack.ports import free_ports
 from simstream.schemas.settings import Settings
@@ -95,6 +97,15 @@ def redis_url(request: pytest.FixtureRequest) -> str:
 def unique_name() -> str:
     """A fresh name for a topic, group, index or key prefix: tests never share state."""
     return f"t-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def small_stream(kafka_bootstrap: str, redis_url: str, unique_name: str) -> Iterator[Settings]:
+    """A private stream (topics, Redis namespace) with top_k 5 on an exact FLAT index, cleared after."""
+    configured = stream_settings(kafka_bootstrap, redis_url, unique_name, top_k=5, vector_algorithm="FLAT")
+    create_stream_topics(configured)
+    yield configured
+    clear_redis_namespace(configured)
 
 
 class TopicFactory(Protocol):

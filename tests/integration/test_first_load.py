@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.streaming import (
     RunningWorker,
-    create_stream_topics,
     event,
     group_lag,
     publish,
@@ -45,11 +43,8 @@ CATALOG = 40
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, redis_url: str, unique_name: str) -> Iterator[Settings]:
-    configured = stream_settings(kafka_bootstrap, redis_url, unique_name, top_k=5, vector_algorithm="FLAT")
-    create_stream_topics(configured)
-    yield configured
-    clear_redis_namespace(configured)
+def settings(small_stream: Settings) -> Settings:
+    return small_stream
 
 
 def products(limit: int = CATALOG) -> list[tuple[str, dict[str, Any]]]:

@@ -10,12 +10,11 @@ scoring with the old snapshot when it moved drops its lists and has the bulk pas
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
-from support.streaming import RunningWorker, create_stream_topics, event, publish, settled, stream_settings, wait_for
+from support.streaming import RunningWorker, event, publish, settled, wait_for
 
 from simstream.consumers.output_reader import read_last_records
 from simstream.core.audit import Thresholds, threshold_failures
@@ -23,7 +22,6 @@ from simstream.core.encoder import TransformerEncoder
 from simstream.core.first_load import FirstLoad
 from simstream.core.hybrid import profile_tokens
 from simstream.core.list_store import ListStore
-from simstream.core.namespace import clear_redis_namespace
 from simstream.core.pipeline import Pipeline
 from simstream.core.redis_client import make_redis_client
 from simstream.core.redis_keys import RedisKeys
@@ -42,11 +40,8 @@ CATALOG = 40
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, redis_url: str, unique_name: str) -> Iterator[Settings]:
-    configured = stream_settings(kafka_bootstrap, redis_url, unique_name, top_k=5, vector_algorithm="FLAT")
-    create_stream_topics(configured)
-    yield configured
-    clear_redis_namespace(configured)
+def settings(small_stream: Settings) -> Settings:
+    return small_stream
 
 
 def products(limit: int, offset: int = 0) -> list[tuple[str, dict[str, Any]]]:
