@@ -120,7 +120,7 @@ class Prepared:
     retry: list[str] = field(default_factory=list)  # the pool moved or a member is gone or newer: recompute
     unchanged: int = 0
     owner_gone: int = 0
-    watched: str | None = None  # the value of the key ``prepare(watch=...)`` read after the PREPAREs
+    watched: tuple[str | None, ...] = ()  # the values of the keys ``prepare(watch=...)`` read after the PREPAREs
 
 
 def utc_now() -> datetime:
@@ -197,7 +197,7 @@ class Lists(Protocol):
     """The narrow list protocol the pipeline needs (ListStore, MemoryListStore)."""
 
     def read_states(self, ids: Sequence[str]) -> dict[str, ListState]: ...
-    def prepare(self, proposals: Mapping[str, PoolProposal], *, watch: str | None = None) -> Prepared: ...
+    def prepare(self, proposals: Mapping[str, PoolProposal], *, watch: Sequence[str] = ()) -> Prepared: ...
     def commit(self, lists: Iterable[StoredList]) -> list[bool]: ...
     def delete_list(self, product_id: str) -> bool: ...
     def rev_many(self, ids: Sequence[str]) -> dict[str, set[str]]: ...
@@ -363,11 +363,19 @@ class ListStore:
     """The list protocol on Redis."""
 
     def __init__(
-        self, client: redis.Redis, *, prefix: str, top_k: int = 20, clock: Callable[[], datetime] = utc_now
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str,
+        top_k: int = 20,
+        clock: Callable[[], datetime] = utc_now,
+        catalog_prefix: str | None = None,
     ) -> None:
         self._client = client
         self._top_k = top_k
-        self.keys = RedisKeys(prefix)
+        # Lists, pools and rev sets under ``prefix``; the product hashes PREPARE checks under the live
+        # model generation's catalog prefix.
+        self.keys = RedisKeys(prefix, catalog_prefix)
         self._clock = clock
         self._prepare_script = client.register_script(PREPARE_POOL)
         self._commit_script = client.register_script(COMMIT_LIST)
@@ -383,6 +391,7 @@ class ListStore:
             client if client is not None else make_redis_client(settings),
             prefix=settings.redis_prefix,
             top_k=settings.top_k,
+            catalog_prefix=settings.redis_catalog_prefix,
         )
 
     def read_states(self, ids: Sequence[str]) -> dict[str, ListState]:
@@ -414,11 +423,11 @@ class ListStore:
             )
         return states
 
-    def prepare(self, proposals: Mapping[str, PoolProposal], *, watch: str | None = None) -> Prepared:
+    def prepare(self, proposals: Mapping[str, PoolProposal], *, watch: Sequence[str] = ()) -> Prepared:
         """Store each proposed pool if its list's pool did not move, and version the lists to emit, in
         one round trip. Nothing becomes current: :meth:`commit` does that once they were delivered.
-        ``watch``: a string key read in the same round trip, after the PREPAREs (``Prepared.watched``)."""
-        if not proposals and watch is None:
+        ``watch``: string keys read in the same round trip, after the PREPAREs (``Prepared.watched``)."""
+        if not proposals and not watch:
             return Prepared()
         pipe = self._client.pipeline(transaction=False)
         for pid, proposal in proposals.items():
@@ -448,8 +457,8 @@ class ListStore:
                 ],
                 client=pipe,
             )
-        if watch is not None:
-            pipe.get(watch)
+        for key in watch:
+            pipe.get(key)
         with redis_errors(f"prepare {len(proposals)} list(s)"):
             results = pipe.execute()
         replies = iter(results)
@@ -459,8 +468,8 @@ class ListStore:
             return int(code), int(version) if code == EMIT else 0
 
         prepared = _call_prepare(proposals, outcome, self._clock)
-        if watch is not None and results[-1] is not None:
-            prepared.watched = text(results[-1])
+        if watch:
+            prepared.watched = tuple(None if value is None else text(value) for value in results[-len(watch) :])
         return prepared
 
     def commit(self, lists: Iterable[StoredList]) -> list[bool]:
@@ -618,10 +627,9 @@ class MemoryListStore:
                 for pid in ids
             }
 
-    def prepare(self, proposals: Mapping[str, PoolProposal], *, watch: str | None = None) -> Prepared:
+    def prepare(self, proposals: Mapping[str, PoolProposal], *, watch: Sequence[str] = ()) -> Prepared:
         prepared = _call_prepare(proposals, self._prepare_one, self._clock)
-        if watch is not None:
-            prepared.watched = self.strings.get(watch)
+        prepared.watched = tuple(self.strings.get(key) for key in watch)
         return prepared
 
     def _prepare_one(self, pid: str, proposal: PoolProposal) -> tuple[int, int]:

@@ -1,7 +1,10 @@
 """Every Redis key simstream writes, in one place (design.md §3).
 
 All keys share one prefix (``Settings.redis_prefix``) so several deployments can share a server and the
-vector index can select product hashes by prefix alone.
+vector index can select product hashes by prefix alone. The product hashes and version fences of one
+model generation (core/generations) live under ``catalog_prefix``: the first generation's is the prefix
+itself, a later one's ``<prefix>g<N>:``, so a new model's vectors are built beside the live ones while
+the lists, their pools and every other key stay where readers find them.
 """
 
 from __future__ import annotations
@@ -12,19 +15,28 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class RedisKeys:
     prefix: str
+    catalog_prefix: str | None = None  # None: ``prefix`` (the first model generation)
+
+    @property
+    def catalog(self) -> str:
+        return self.prefix if self.catalog_prefix is None else self.catalog_prefix
 
     @property
     def product_prefix(self) -> str:
         """What the index's ``PREFIX`` clause selects: every product hash and nothing else."""
-        return f"{self.prefix}product:"
+        return f"{self.catalog}product:"
 
     def product(self, product_id: str) -> str:
         """HASH: embedding, title, brand, category, price, version, content_hash, model, updated_at."""
-        return f"{self.prefix}product:{product_id}"
+        return f"{self.catalog}product:{product_id}"
 
     def version_fence(self, product_id: str) -> str:
         """STRING: highest version seen, deletes included; never removed, so replays cannot resurrect."""
-        return f"{self.prefix}ver:{product_id}"
+        return f"{self.catalog}ver:{product_id}"
+
+    @property
+    def version_fence_prefix(self) -> str:
+        return f"{self.catalog}ver:"
 
     def similar(self, product_id: str) -> str:
         """STRING: the product's last emitted similar-items JSON (one GET for storefronts)."""
@@ -70,6 +82,19 @@ class RedisKeys:
     def rev(self, product_id: str) -> str:
         """SET: the products whose current list was ranked from a pool holding ``product_id``."""
         return f"{self.prefix}rev:{product_id}"
+
+    @property
+    def generations(self) -> str:
+        """STRING ``<live>`` or ``<live>,<shadow>``: the model generations in use (core/generations)."""
+        return f"{self.prefix}models"
+
+    def generation(self, number: int) -> str:
+        """STRING: one model generation's descriptor (JSON: model, revision, index, catalog prefix)."""
+        return f"{self.prefix}model:{number}"
+
+    def backfill(self, number: int) -> str:
+        """HASH: a shadow generation's backfill progress (done, total, encoded, started_at, finished_at)."""
+        return f"{self.prefix}model:{number}:backfill"
 
     def index_meta(self, index_name: str) -> str:
         """HASH: the dimension and model an index was built for."""

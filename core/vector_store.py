@@ -104,8 +104,9 @@ class RedisVectorStore:
         hnsw_ef_construction: int,
         hnsw_ef_runtime: int,
         algorithm: Algorithm = "HNSW",
+        catalog_prefix: str | None = None,
     ) -> None:
-        keys = RedisKeys(prefix)
+        keys = RedisKeys(prefix, catalog_prefix)
         self.index = RedisIndex(
             client,
             keys,
@@ -130,6 +131,7 @@ class RedisVectorStore:
             hnsw_ef_construction=settings.hnsw_ef_construction,
             hnsw_ef_runtime=settings.hnsw_ef_runtime,
             algorithm=settings.vector_algorithm,
+            catalog_prefix=settings.redis_catalog_prefix,
         )
 
     @property

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     redis_tls_key: str | None = None
     redis_tls_check_hostname: bool = True
     redis_prefix: str = "simstream:"
+    # Where the product hashes and version fences of the model in use live (core/generations); None:
+    # redis_prefix. Set from Redis by `simstream model` generations, not by hand.
+    redis_catalog_prefix: str | None = None
     index_name: str = "simstream-idx-v1"
     index_alias: str = "simstream-idx"
     hnsw_m: int = Field(default=16, ge=2)

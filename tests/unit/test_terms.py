@@ -82,6 +82,6 @@ def test_profiles_are_cached_per_snapshot() -> None:
 
 def test_memory_list_store_reads_the_watched_key_with_prepare() -> None:
     lists = MemoryListStore()
-    assert lists.prepare({}, watch="terms:current").watched is None
+    assert lists.prepare({}, watch=["terms:current"]).watched == (None,)
     lists.strings["terms:current"] = "terms-abc"
-    assert lists.prepare({}, watch="terms:current").watched == "terms-abc"
+    assert lists.prepare({}, watch=["terms:current", "models"]).watched == ("terms-abc", None)
