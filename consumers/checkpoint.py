@@ -94,6 +94,10 @@ class Checkpoint:
         self._lists = lists
         self._position = position
 
+    def use_lists(self, lists: ListCommitter) -> None:
+        """Make lists current through ``lists`` from now on (a pipeline rebuilt for new generations)."""
+        self._lists = lists
+
     def commit(self, output: BatchOutput) -> Committed:
         """Deliver the batch's records, make its lists current, commit its offsets (in that order)."""
         sink, result = self._sink, output.result

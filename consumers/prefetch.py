@@ -39,6 +39,11 @@ class Prefetcher:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simstream-prefetch")
         self._ahead = (batch, self._executor.submit(self._pipeline.prefetch, list(inbound)))
 
+    def use(self, pipeline: Encodes) -> None:
+        """Encode with ``pipeline`` from now on; what was encoded ahead with the old one is dropped."""
+        self.discard()
+        self._pipeline = pipeline
+
     def take(self, batch: object) -> Prefetched | None:
         """The vectors prefetched for ``batch`` (waiting for them); None when none were started for it
         or the prefetch failed (the failure is logged and dropped: the batch encodes on its own)."""

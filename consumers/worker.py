@@ -49,12 +49,13 @@ from simstream.core.errors import (
     StoreAuthError,
     StoreUnavailableError,
 )
-from simstream.core.first_load import FirstLoad
 from simstream.core.frozen_heap import frozen_heap
+from simstream.core.generations import GenerationsMoved
 from simstream.core.list_store import StoredList
 from simstream.core.log_limit import kafka_logger
-from simstream.core.pipeline import BatchResult, Inbound, Pipeline, Prefetched, RefreshPolicy
-from simstream.core.terms import TermsStore
+from simstream.core.pipeline import BatchResult, Inbound, Pipeline, Prefetched
+from simstream.core.pipeline_factory import EncoderFactory, PipelineFactory
+from simstream.core.redis_keys import RedisKeys
 from simstream.producers.sink import DeliveryError, FatalKafkaError, KafkaSink
 from simstream.producers.topics import AUTHORIZATION_ERRORS, KafkaAccessError
 from simstream.schemas.codec import DecodeFailure, clip_detail, decode_event
@@ -114,8 +115,10 @@ class Worker:
         metrics: WorkerMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         position: RedisPosition | None = None,
+        factory: PipelineFactory | None = None,
     ) -> None:
         self._settings = settings
+        self._factory = factory  # rebuilds the pipeline when `simstream model` changes the generations
         self._position = position
         self._pipeline = pipeline
         self._sink = sink
@@ -209,11 +212,12 @@ class Worker:
         if now < self._next_first_load_check:
             return
         self._next_first_load_check = now + FIRST_LOAD_CHECK_S
-        first_load = self._pipeline.first_load
-        if first_load is None:
-            return
         started = time.perf_counter()
         try:
+            self._follow_generations()  # a promotion's bulk pass must build from the new live model
+            first_load = self._pipeline.first_load
+            if first_load is None:
+                return
             seen = first_load.pending()
             # Build only once no batch anywhere wrote since the last look (or only this worker did) and
             # this worker read everything it was given: a pass that another worker's batches outdate
@@ -294,6 +298,13 @@ class Worker:
                 return
             except FATAL:
                 raise
+            except GenerationsMoved as exc:
+                # Written for generations that changed meanwhile: again, for the new ones, at once. The
+                # live writes replay as no-ops; the offsets were not committed.
+                self._checkpoint.abort()
+                log.info("%s: processing the batch of %d again", exc, len(batch))
+                self._follow_generations()
+                continue
             except RETRYABLE as exc:
                 self._checkpoint.abort()
                 attempt += 1
@@ -365,10 +376,24 @@ class Worker:
         position.rewind_if_behind(self._consumer, (p.partition for p in batch))
         return [p for p in batch if not position.read_before_rewind(p.partition, p.poll)]
 
+    def _follow_generations(self) -> None:
+        """Rebuild the pipeline when `simstream model` changed the model generations (core/generations):
+        one GET per batch; the encoders of known models stay loaded, so a swap costs no model load."""
+        factory, watch = self._factory, self._pipeline.generations
+        if factory is None or watch is None or factory.current() == watch.expected:
+            return
+        self._pipeline = factory.build()
+        self._checkpoint.use_lists(self._pipeline)
+        self._prefetcher.use(self._pipeline)
+        self._first_load_seen = None
+        self.stats.generation_switches += 1
+        log.info("model generations now %s: pipeline rebuilt", factory.current())
+
     def _process_once(self, batch: list[Pending], prefetched: Prefetched | None) -> None:
         batch = self._in_step_with_redis(batch)
         if not batch:
             return
+        self._follow_generations()
         inbound = [p.outcome for p in batch if not isinstance(p.outcome, DecodeFailure)]
         started = time.perf_counter()
         result = self._pipeline.process(inbound, prefetched) if inbound else None
@@ -476,13 +501,13 @@ def build_worker(
     stats: WorkerStats | None = None,
     encoder: Encoder | None = None,
     metrics: WorkerMetrics | None = None,
+    encoder_for: EncoderFactory | None = None,
 ) -> Worker:
-    """Load the model, check the index, create missing topics: every fatal error surfaces here."""
-    from simstream.core.encoder import TransformerEncoder
-    from simstream.core.list_store import ListStore
+    """Load the model(s), check the index(es), create missing topics: every fatal error surfaces here.
+    ``encoder``: an encoder already loaded for the settings' model; ``encoder_for``: how other models of
+    the generations in use are loaded (core/pipeline_factory)."""
+    from simstream.core.pipeline_factory import PipelineFactory, load_encoder
     from simstream.core.redis_client import check_access, make_redis_client
-    from simstream.core.similarity import SimilarityPolicy
-    from simstream.core.vector_store import RedisVectorStore
     from simstream.producers.topics import ensure_topics
 
     # The two services first (one PING, then the topics, bounded): a refusal fails the start before the
@@ -490,28 +515,14 @@ def build_worker(
     client = make_redis_client(settings)
     check_access(client)
     ensure_topics(settings)
-    encoder = encoder or TransformerEncoder.from_settings(settings)
-    store = RedisVectorStore.from_settings(settings, client)
-    store.ensure_index(encoder.dim, encoder.model_id)
-    lists = ListStore.from_settings(settings, client)
-    first_load = FirstLoad(client, store.keys)
-    if settings.first_load_bulk and store.count() == 0:
-        first_load.begin()
-    refresh = RefreshPolicy(
-        enabled=settings.refresh_enabled, fanout=settings.refresh_fanout, epsilon=settings.list_score_epsilon
+    factory = PipelineFactory(settings, client, encoder_for=encoder_for or load_encoder)
+    if encoder is not None:
+        factory.seed(settings, encoder)
+    pipeline = factory.build()
+    position = RedisPosition(AppliedOffsets(client, RedisKeys(settings.redis_prefix), settings.group_id))
+    return Worker(
+        settings, pipeline, KafkaSink(settings), stats=stats, metrics=metrics, position=position, factory=factory
     )
-    pipeline = Pipeline(
-        encoder,
-        store,
-        lists,
-        SimilarityPolicy.from_settings(settings),
-        text_template=settings.text_template,
-        refresh=refresh,
-        first_load=first_load,
-        terms=TermsStore(client, store.keys),
-    )
-    position = RedisPosition(AppliedOffsets(client, store.keys, settings.group_id))
-    return Worker(settings, pipeline, KafkaSink(settings), stats=stats, metrics=metrics, position=position)
 
 
 def run_worker(settings: Settings) -> int:

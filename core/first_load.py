@@ -24,16 +24,21 @@ from typing import Final
 
 import redis
 
+from simstream.core.generations import GenerationWatch
 from simstream.core.redis_client import command, redis_errors
 from simstream.core.redis_keys import RedisKeys
 from simstream.schemas.settings import Settings
 
-# KEYS[1] the marker; ARGV[1] the counter read before the bulk pass. 1 when it was removed.
+# KEYS[1] the marker, KEYS[2] (optional) the model generations; ARGV[1] the counter read before the
+# bulk pass, ARGV[2] the generations the pass was built for ("" for none). 1 when it was removed.
 _FINISH: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
 end
-return 0
+if #KEYS == 2 and (redis.call('GET', KEYS[2]) or '') ~= ARGV[2] then
+  return 0
+end
+return redis.call('DEL', KEYS[1])
 """
 
 
@@ -65,7 +70,12 @@ class FirstLoad:
             # INCR itself: redis-py's incr() sends INCRBY, which the worker's ACL does not grant.
             self.last_written = int(command(self._client, "INCR", self._key))
 
-    def finish(self, seen: int) -> bool:
-        """Remove the marker if no batch wrote since ``seen`` was read; False: another pass is needed."""
+    def finish(self, seen: int, generations: GenerationWatch | None = None) -> bool:
+        """Remove the marker if no batch wrote since ``seen`` was read (and, with ``generations``, the
+        live model is still the one the pass used); False: another pass is needed."""
+        keys, args = [self._key], [str(seen)]
+        if generations is not None:
+            keys.append(generations.key)
+            args.append(generations.expected or "")
         with redis_errors("finish the first load"):
-            return int(self._finish(keys=[self._key], args=[str(seen)])) == 1
+            return int(self._finish(keys=keys, args=args)) == 1

@@ -9,6 +9,7 @@ from typing import TypedDict
 import redis
 
 from simstream.core.errors import StoreError
+from simstream.core.generations import stored_generations
 from simstream.core.redis_client import make_redis_client, redis_errors
 from simstream.core.vector_store import RedisVectorStore
 from simstream.schemas.settings import Settings
@@ -45,6 +46,9 @@ def clear_redis_namespace(settings: Settings, client: redis.Redis | None = None)
     client = client if client is not None else make_redis_client(settings)
     with contextlib.suppress(StoreError):  # no index: a run that never got as far as creating it
         RedisVectorStore.from_settings(settings, client).drop_index(delete_documents=True)
+    for generation in stored_generations(settings, client):  # indexes of other models (`simstream model`)
+        with contextlib.suppress(StoreError):
+            RedisVectorStore.from_settings(generation.settings(settings), client).drop_index(delete_documents=True)
     with redis_errors(f"delete the keys under {settings.redis_prefix!r}"):
         for key in client.scan_iter(match=f"{settings.redis_prefix}*", count=1000):
             client.delete(key)

@@ -35,10 +35,14 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from simstream.core.bulk_lists import BulkReport, Emitter, build_all_lists
+from simstream.core.catalog_copy import CatalogRecord, CatalogWriter
 from simstream.core.encoder import Encoder
 from simstream.core.first_load import FirstLoad
+from simstream.core.generations import GenerationWatch
 from simstream.core.list_store import ListStore, StoredList
-from simstream.core.pool_refresh import Owner, PoolRefresher, TermsMoved
+from simstream.core.pool_refresh import Owner, PoolRefresher, ScoringMoved
+from simstream.core.redis_client import redis_errors
+from simstream.core.redis_replies import text
 from simstream.core.similarity import SimilarityPolicy
 from simstream.core.terms import TermsStore
 from simstream.core.text import build_text, compile_template, content_hash
@@ -80,6 +84,8 @@ class BatchResult:
     touched: int = 0  # lists the batch examined: updated from its scores or recomputed
     round_trips: int = 0  # Redis round trips of the list work
     deferred: bool = False  # a first load: products written, the lists left to the bulk pass
+    shadow_encoded: int = 0  # texts encoded for the shadow model generation (core/generations)
+    shadow_seconds: float = 0.0  # time inside the shadow model's encoder
     encode_seconds: float = 0.0  # time inside the encoder, the prefetch's included
     encode_ahead_seconds: float = 0.0  # the prefetch's part: spent before process(), not inside it
 
@@ -104,9 +110,15 @@ class Pipeline:
         refresh: RefreshPolicy | None = None,
         first_load: FirstLoad | None = None,
         terms: TermsStore | None = None,
+        shadow: CatalogWriter | None = None,
+        generations: GenerationWatch | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._encoder = encoder
+        # An upgrade in progress (core/generations): every change is written into the shadow model's
+        # product hashes too, before the live ones; ``generations`` is the value this pipeline is for.
+        self._shadow = shadow
+        self._generations = generations
         self._store = store
         self._lists = lists
         self._policy = policy
@@ -129,6 +141,7 @@ class Pipeline:
             fanout=self._refresh.fanout,
             epsilon=self._refresh.epsilon,
             device=self._device,
+            generations=generations,
         )
         self._sync_terms()
 
@@ -216,6 +229,7 @@ class Pipeline:
             else:
                 writes_needed.append(item)
 
+        self._write_shadow(newest, states, result)
         writes = self._embed(writes_needed, states, result, cached)
         outcomes = self._store.upsert_results(writes)
         # The server re-checks metadata-only writes: if the stored content moved meanwhile, embed after all.
@@ -232,6 +246,7 @@ class Pipeline:
         gone = [pid for (pid, _), ok in zip(deletes, deleted_ok, strict=True) if ok] + retombstone
         result.stale += deleted_ok.count(False)
         result.deleted = len(gone)
+        self._check_generations()
 
         result.tombstones = gone
         own = changed + relist  # products whose own version moved: their list is always emitted
@@ -250,8 +265,9 @@ class Pipeline:
             refreshed = self._refresher.refresh(
                 owners, gone, own_only=own_only, reverse=self._refresh.enabled, emit_all=replayed
             )
-        except TermsMoved:
-            # Pools may now hold scores of the old snapshot: have the bulk pass (again) recompute them all.
+        except ScoringMoved:
+            # Pools may now hold scores of the old snapshot or model: have the bulk pass (again) recompute
+            # them all (the worker loads a new live model before its next batch).
             self._sync_terms()
             result.deferred = True
             if self._first_load is not None:
@@ -262,6 +278,47 @@ class Pipeline:
         result.touched = refreshed.counts.touched + len(owners)
         result.round_trips = refreshed.counts.round_trips
         return result
+
+    def _write_shadow(
+        self, newest: Mapping[str, Inbound], states: dict[str, StoredState | None], result: BatchResult
+    ) -> None:
+        """Every change that is not stale for the live generation, written into the shadow one first: a
+        crash between the two leaves the shadow ahead, never behind (a replay writes the live one)."""
+        if self._shadow is None:
+            return
+        records = []
+        for product_id, item in newest.items():
+            state = states.get(product_id)
+            if state is not None and item.event.version < state.version:
+                continue
+            product, version = item.event.product, item.event.version
+            if product is None:
+                records.append(CatalogRecord(product_id, version, None))
+                continue
+            brand, category = product.brand or "", product.category or ""
+            records.append(
+                CatalogRecord(product_id, version, item.text or "", product.title, brand, category, product.price)
+            )
+        with self._encoder_lock:  # the shadow encoder shares the cores with the live one
+            counts = self._shadow.write(records)
+        result.shadow_encoded += counts.encoded
+        result.shadow_seconds += counts.encode_seconds
+
+    def _check_generations(self) -> None:
+        """After the batch's writes: the generations are still the ones it wrote for. A register that
+        came earlier means the shadow missed these writes; the batch is then run again for the new
+        generations (the live writes replay as no-ops, the shadow gets them). If the value did not move,
+        every write of the batch ran before any change of it."""
+        if self._generations is None:
+            return
+        client = self._lists.client
+        with redis_errors("read the model generations"):
+            found = client.get(self._generations.key)
+        self._generations.check(None if found is None else text(found))
+
+    @property
+    def generations(self) -> GenerationWatch | None:
+        return self._generations
 
     @property
     def first_load(self) -> FirstLoad | None:
@@ -281,7 +338,7 @@ class Pipeline:
         removed unless a batch wrote since ``seen`` (its counter, read before this call) was read."""
         assert self._first_load is not None
         report = self.build_all_lists(emit)
-        report.finished = self._first_load.finish(seen)
+        report.finished = self._first_load.finish(seen, self._generations)
         return report
 
     def commit(self, result: BatchResult) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import redis
 
+from simstream.core.generations import GenerationWatch
 from simstream.core.hybrid import pair_score
 from simstream.core.list_store import ListState, ListStore, Mode, PoolProposal, Prepared, StoredList
 from simstream.core.pools import COMPLETE, Pool, Score, apply_changes, pool_entry, pool_from_ranked, ranked_items
@@ -41,8 +42,9 @@ from simstream.core.similarity import SimilarityPolicy, lists_equal
 from simstream.core.vector_store import RANGE_RESULTS_CAP, KnnFilter, Vector, knn_query, range_query
 
 
-class TermsMoved(Exception):
-    """The term-statistics snapshot changed while a batch scored with the old one (core/terms)."""
+class ScoringMoved(Exception):
+    """The term-statistics snapshot (core/terms) or the live model generation (core/generations)
+    changed while a batch scored with the old one: every list is being rebuilt in bulk."""
 
 
 # Rounds of recomputing the pools another worker changed meanwhile within one batch.
@@ -113,8 +115,10 @@ class PoolRefresher:
         fanout: int = 0,
         epsilon: float = 1e-4,
         device: str = "cpu",
+        generations: GenerationWatch | None = None,
     ) -> None:
         self._client = client
+        self._generations = generations
         self._lists = lists
         self._keys = lists.keys
         self._policy = policy
@@ -175,12 +179,17 @@ class PoolRefresher:
 
     def _prepare(self, proposals: Mapping[str, PoolProposal], counts: RefreshCounts) -> Prepared:
         counts.round_trips += 1
-        # terms:current is read with the PREPAREs: if it moved, these pools may hold scores of the old
-        # snapshot, which the bulk pass the switch asked for must recompute (core/terms).
-        prepared = self._lists.prepare(proposals, watch=self._keys.terms_current)
+        # terms:current and the model generations are read with the PREPAREs: if either moved, these
+        # pools may hold scores of the old snapshot or model, which the bulk pass the switch asked for
+        # must recompute (core/terms, core/generations).
+        watch = [self._keys.terms_current] + ([] if self._generations is None else [self._generations.key])
+        prepared = self._lists.prepare(proposals, watch=watch)
         expected = None if self._policy.terms is None else self._policy.terms.version
-        if prepared.watched != expected:
-            raise TermsMoved(f"the term statistics moved from {expected} to {prepared.watched}")
+        if prepared.watched[0] != expected:
+            raise ScoringMoved(f"the term statistics moved from {expected} to {prepared.watched[0]}")
+        if self._generations is not None and prepared.watched[1] != self._generations.expected:
+            moved = f"{self._generations.expected} to {prepared.watched[1]}"
+            raise ScoringMoved(f"the model generations moved from {moved}")
         return prepared
 
     # --- 1. discover ---------------------------------------------------------------------------------

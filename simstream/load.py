@@ -20,15 +20,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from simstream.core.bulk_lists import BulkReport
-from simstream.core.encoder import Encoder, TransformerEncoder
-from simstream.core.first_load import FirstLoad
+from simstream.core.encoder import Encoder
 from simstream.core.frozen_heap import frozen_heap
-from simstream.core.list_store import ListStore, StoredList
-from simstream.core.pipeline import Inbound, Pipeline
+from simstream.core.generations import GenerationsMoved
+from simstream.core.list_store import StoredList
+from simstream.core.pipeline import Inbound
+from simstream.core.pipeline_factory import PipelineFactory
 from simstream.core.redis_client import check_access, make_redis_client
-from simstream.core.similarity import SimilarityPolicy
-from simstream.core.terms import TermsStore
-from simstream.core.vector_store import RedisVectorStore
 from simstream.producers.catalog import CatalogFormat, read_catalog
 from simstream.producers.publish import event_for
 from simstream.producers.sink import KafkaSink
@@ -71,20 +69,13 @@ def load_file(
     with closing(make_redis_client(settings)) as client:
         check_access(client)
         ensure_topics(settings)
-        model = encoder or TransformerEncoder.from_settings(settings)
-        store = RedisVectorStore.from_settings(settings, client)
-        store.ensure_index(model.dim, model.model_id)
-        first_load = FirstLoad(client, store.keys)
-        first_load.begin()  # already marked: a killed load, or a worker's first load, is joined
-        pipeline = Pipeline(
-            model,
-            store,
-            ListStore.from_settings(settings, client),
-            SimilarityPolicy.from_settings(settings),
-            text_template=settings.text_template,
-            first_load=first_load,
-            terms=TermsStore(client, store.keys),
-        )
+        # The live model generation's pipeline, writing the shadow one too while an upgrade runs.
+        factory = PipelineFactory(settings, client, first_load_on_empty=False)
+        if encoder is not None:
+            factory.seed(settings, encoder)
+        pipeline = factory.build()
+        assert pipeline.first_load is not None
+        pipeline.first_load.begin()  # already marked: a killed load, or a worker's first load, is joined
         sink = KafkaSink(settings)
         started = time.perf_counter()
         written = stale = 0
@@ -97,7 +88,11 @@ def load_file(
         ):
             for start in range(0, len(events), chunk):
                 batch: Sequence[Inbound] = [pipeline.prepare(e, now) for e in events[start : start + chunk]]
-                result = pipeline.process(batch, list_work=False)
+                try:
+                    result = pipeline.process(batch, list_work=False)
+                except GenerationsMoved:  # `simstream model` changed them: again, for the new ones
+                    pipeline = factory.build()
+                    result = pipeline.process(batch, list_work=False)
                 written += result.encoded + result.metadata_only + result.deleted
                 stale += result.stale
                 encode_s += result.encode_seconds
@@ -109,6 +104,8 @@ def load_file(
             sink.emit_lists(lists)
             sink.commit_records()
 
+        first_load = pipeline.first_load
+        assert first_load is not None
         seen = first_load.pending()
         lists = pipeline.finish_first_load(seen, emit) if seen is not None else BulkReport(finished=True)
     return LoadReport(len(rows), len(errors), written, stale, write_s, encode_s, lists, tuple(errors[:5]))

@@ -6,6 +6,7 @@ import unicodedata
 
 import orjson
 
+from simstream.core.generations import live_settings
 from simstream.core.list_store import ListStore
 from simstream.core.redis_client import make_redis_client
 from simstream.core.vector_store import KnnFilter, RedisVectorStore
@@ -25,6 +26,7 @@ def _escape(char: str) -> str:
 
 def show_similar(settings: Settings, product_id: str, *, as_json: bool = False) -> int:
     client = make_redis_client(settings)
+    settings = live_settings(settings, client)
     stored = ListStore.from_settings(settings, client).read_list(product_id)
     if stored is None:
         print(f"no similar-items list stored for {printable(repr(product_id))}")
@@ -55,9 +57,11 @@ def search(
 ) -> int:
     from simstream.core.encoder import TransformerEncoder
 
+    client = make_redis_client(settings)
+    settings = live_settings(settings, client)  # a query vector of the live model, for its index
     encoder = TransformerEncoder.from_settings(settings)
     vector = encoder.encode([text])[0]
-    store = RedisVectorStore.from_settings(settings, make_redis_client(settings))
+    store = RedisVectorStore.from_settings(settings, client)
     flt = KnnFilter(category=category, brand=brand, min_price=min_price, max_price=max_price)
     hits = store.knn(vector, k, flt=flt)
     meta = store.metadata([hit.product_id for hit in hits])

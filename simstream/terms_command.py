@@ -18,6 +18,7 @@ from typing import Final
 from simstream.core.audit import read_in_chunks
 from simstream.core.errors import SimstreamError
 from simstream.core.first_load import FirstLoad
+from simstream.core.generations import live_settings
 from simstream.core.hybrid import profile_tokens
 from simstream.core.redis_client import make_redis_client
 from simstream.core.terms import TermsStore, TermStats
@@ -48,7 +49,7 @@ class RefreshReport:
 
 def terms_status(settings: Settings) -> TermsStatus:
     with closing(make_redis_client(settings)) as client:
-        store = RedisVectorStore.from_settings(settings, client)
+        store = RedisVectorStore.from_settings(live_settings(settings, client), client)
         current = TermsStore(client, store.keys).current()
         pending = FirstLoad(client, store.keys).pending() is not None
         return TermsStatus(
@@ -62,7 +63,7 @@ def terms_status(settings: Settings) -> TermsStatus:
 def refresh_terms(settings: Settings, *, wait: bool = False, timeout_s: float = 3600.0) -> RefreshReport:
     """Count the catalog's snapshot, switch to it unless current, and optionally wait for the lists."""
     with closing(make_redis_client(settings)) as client:
-        store = RedisVectorStore.from_settings(settings, client)
+        store = RedisVectorStore.from_settings(live_settings(settings, client), client)
         terms = TermsStore(client, store.keys)
         previous = terms.current_version()
         started = time.perf_counter()
@@ -72,11 +73,12 @@ def refresh_terms(settings: Settings, *, wait: bool = False, timeout_s: float = 
         switched = stats.version != previous
         if switched:
             terms.switch(stats)
-        rebuild_s = _wait_rebuilt(FirstLoad(client, store.keys), timeout_s) if wait else None
+        rebuild_s = wait_rebuilt(FirstLoad(client, store.keys), timeout_s) if wait else None
     return RefreshReport(stats.version, previous, stats.documents, len(stats.counts), count_s, switched, rebuild_s)
 
 
-def _wait_rebuilt(marker: FirstLoad, timeout_s: float) -> float:
+def wait_rebuilt(marker: FirstLoad, timeout_s: float) -> float:
+    """Seconds until no list rebuild is pending (the first-load marker is gone)."""
     started = time.perf_counter()
     while marker.pending() is not None:
         if time.perf_counter() - started > timeout_s:

@@ -17,6 +17,7 @@ import redis
 from simstream.core.audit import Thresholds, VerifyReport, audit, threshold_failures
 from simstream.core.errors import SimstreamError
 from simstream.core.first_load import FirstLoad
+from simstream.core.generations import live_settings
 from simstream.core.list_store import ListStore, StoredList
 from simstream.core.query_syntax import escape_glob
 from simstream.core.redis_client import make_redis_client, redis_errors
@@ -104,6 +105,7 @@ def run_verify(
 
         output = read_last_records(settings, timeout_s=output_timeout_s)
     client = make_redis_client(settings)
+    settings = live_settings(settings, client)  # the live model's vectors are what lists are exact for
     source = RedisAuditSource.from_settings(settings, client)
     # Scored with the snapshot the lists are kept exact for (core/terms).
     terms = TermsStore(client, RedisKeys(settings.redis_prefix)).current()
