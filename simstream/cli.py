@@ -15,6 +15,7 @@ from pydantic_settings import SettingsError
 
 from simstream.chaos import add_chaos_arguments, cmd_chaos
 from simstream.eval_quality import add_eval_arguments, cmd_eval
+from simstream.model_command import add_model_arguments, cmd_model
 from simstream.schemas.settings import Settings
 from simstream.terms_command import add_terms_arguments, cmd_terms
 from simstream.verify import add_verify_arguments, cmd_verify
@@ -385,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     terms = sub.add_parser("terms", help="the term-statistics snapshot (IDF) lists are scored with")
     add_terms_arguments(terms)
     terms.set_defaults(handler=cmd_terms)
+    model = sub.add_parser("model", help="change the model without downtime: shadow index, gate, promote, rollback")
+    add_model_arguments(model)
+    model.set_defaults(handler=cmd_model)
 
     soak = sub.add_parser("soak", help="the worker process at half load for minutes: RSS growth, freshness")
     soak.add_argument("--minutes", type=positive_float, default=30.0, help="minutes of paced load after warm-up")
