@@ -64,6 +64,14 @@ def pick_device(requested: str) -> str:
     return requested
 
 
+def model_device(source: ModelSource, requested: str) -> str:
+    """:func:`pick_device`, except that ``auto`` runs a dynamic int8 copy (core/quantized) on the CPU,
+    its only device, even beside a GPU: a GPU worker can then still write a shadow generation of it."""
+    if requested == "auto" and read_quantization(source.path) is not None:
+        return "cpu"
+    return pick_device(requested)
+
+
 def plan_chunks(sorted_lengths: Sequence[int], max_items: int, max_tokens: int) -> list[range]:
     """Cut length-sorted items into consecutive chunks of at most ``max_items`` items and at most
     ``max_tokens`` padded tokens (items x longest item); an item over the token budget goes alone."""
@@ -102,7 +110,9 @@ class TransformerEncoder:
             raise ValueError("max_batch_items, max_batch_tokens and max_seq_length must be positive")
         ensure_offline()
         self._source: ModelSource = locate_model(model, revision)
-        self.device: str = pick_device(device)
+        # A dynamic int8 copy runs on the CPU only: "auto" picks the CPU for it even beside a GPU, so a
+        # GPU worker can still write a shadow generation of it (an explicit cuda is refused at load).
+        self.device: str = model_device(self._source, device)
         if self.device == "cpu":
             torch.set_num_threads(threads or usable_cores())
         _require_mean_pooling(self._source.path)
@@ -117,7 +127,7 @@ class TransformerEncoder:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TransformerEncoder:
-        device = pick_device(settings.device)
+        device = model_device(locate_model(settings.model, settings.model_revision), settings.device)
         chunk_tokens = settings.encoder_chunk_tokens or (
             settings.batch_max_tokens if device.startswith("cuda") else min(CPU_CHUNK_TOKENS, settings.batch_max_tokens)
         )

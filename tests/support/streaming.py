@@ -125,10 +125,17 @@ def read_dead_letters(settings: Settings) -> list[dict[str, str]]:
 class RunningWorker:
     """The real worker (real model, Kafka and Redis) in a thread of the test process."""
 
-    def __init__(self, settings: Settings, encoder: Encoder | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        encoder: Encoder | None = None,
+        encoder_for: Callable[[Settings], Encoder] | None = None,
+    ) -> None:
         self.stats = WorkerStats()
         self.metrics = WorkerMetrics()
-        self.worker: Worker = build_worker(settings, stats=self.stats, encoder=encoder, metrics=self.metrics)
+        self.worker: Worker = build_worker(
+            settings, stats=self.stats, encoder=encoder, metrics=self.metrics, encoder_for=encoder_for
+        )
         # As in run_worker: /metrics and /healthz when settings.metrics_port is set (0: any free port).
         self.server = start_server(settings, self.metrics, model_loaded=lambda: True)
         self._stop = threading.Event()

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
-from simstream.core.encoder import TransformerEncoder
+from simstream.core.encoder import TransformerEncoder, model_device
 from simstream.core.errors import ModelLoadError
 from simstream.core.model_source import QUANTIZATION_MARKER, locate_model, weights_fingerprint
 from simstream.core.quantized import quantize, read_quantization, require_cpu, write_quantized_copy
@@ -51,7 +51,11 @@ def test_the_copy_holds_every_model_file_and_a_marker_naming_its_base(float_mode
     copied = {path.relative_to(int8_model) for path in int8_model.rglob("*")}
     assert copied == {path.relative_to(float_model) for path in float_model.rglob("*")} | {Path(QUANTIZATION_MARKER)}
     marker = json.loads((int8_model / QUANTIZATION_MARKER).read_text())
-    assert marker == {"scheme": "dynamic-int8", "layers": "Linear", "base": locate_model(str(float_model)).model_id}
+    assert marker == {
+        "scheme": "dynamic-int8-per-channel",
+        "layers": "Linear",
+        "base": locate_model(str(float_model)).model_id,
+    }
     assert not (float_model / QUANTIZATION_MARKER).exists()
 
 
@@ -90,7 +94,7 @@ def test_dynamic_int8_is_refused_off_the_cpu(int8_model: Path) -> None:
 
 def test_an_unknown_scheme_is_refused_at_load(int8_model: Path, tmp_path: Path) -> None:
     (tmp_path / QUANTIZATION_MARKER).write_text(json.dumps({"scheme": "static-int4", "layers": "Linear", "base": "x"}))
-    with pytest.raises(ModelLoadError, match="only 'dynamic-int8'"):
+    with pytest.raises(ModelLoadError, match=r"only 'dynamic-int8-per-channel'"):
         read_quantization(tmp_path)
     (tmp_path / QUANTIZATION_MARKER).write_text("{not json")
     with pytest.raises(ModelLoadError, match="unreadable"):
@@ -112,3 +116,12 @@ def test_a_copy_is_refused_over_an_existing_folder_or_from_a_copy(
 def test_an_explicit_base_id_is_recorded(float_model: Path, tmp_path: Path) -> None:
     out = write_quantized_copy(float_model, tmp_path / "labelled", base_id="org/base@abc")
     assert json.loads((out / QUANTIZATION_MARKER).read_text())["base"] == "org/base@abc"
+
+
+def test_auto_runs_a_quantised_copy_on_the_cpu_and_a_plain_model_where_torch_says(
+    float_model: Path, int8_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU worker
+    assert model_device(locate_model(str(int8_model)), "auto") == "cpu"
+    assert model_device(locate_model(str(float_model)), "auto") == "cuda"
+    assert model_device(locate_model(str(int8_model)), "cpu") == "cpu"
