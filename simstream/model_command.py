@@ -44,7 +44,7 @@ from simstream.core.redis_client import make_redis_client, redis_errors
 from simstream.core.redis_keys import RedisKeys
 from simstream.core.redis_replies import text
 from simstream.core.vector_store import RedisVectorStore
-from simstream.model_gate import GateReport, Labels, format_gate, run_gate
+from simstream.model_gate import TOLERANCE, GateReport, Labels, format_gate, run_gate
 from simstream.schemas.settings import Settings
 from simstream.terms_command import wait_rebuilt
 
@@ -160,13 +160,16 @@ class ModelCommand:
 
     # --- gate, promote, rollback -----------------------------------------------------------------
 
-    def gate(self, *, labels: Labels | None = None, sample: int = 500) -> GateReport:
+    def gate(self, *, labels: Labels | None = None, sample: int = 500, tolerance: float = TOLERANCE) -> GateReport:
         found = self.current()
         if found.shadow is None:
             raise SimstreamError("no shadow model to compare: start one with `simstream model upgrade --to MODEL`")
         live_encoder = self._encoder_for(found.live.settings(self.settings))
         shadow_encoder = self._encoder_for(found.shadow.settings(self.settings))
-        return run_gate(self.settings, self.client, found, live_encoder, shadow_encoder, labels=labels, sample=sample)
+        return run_gate(
+            self.settings, self.client, found, live_encoder, shadow_encoder, labels=labels, sample=sample,
+            tolerance=tolerance,
+        )  # fmt: skip
 
     def promote(
         self,
@@ -174,6 +177,7 @@ class ModelCommand:
         force: bool = False,
         labels: Labels | None = None,
         sample: int = 500,
+        tolerance: float = TOLERANCE,
         wait: bool = True,
         timeout_s: float = 3600.0,
     ) -> SwapReport:
@@ -190,7 +194,7 @@ class ModelCommand:
                 f"the backfill of {shadow.model_id} has not finished: run `simstream model upgrade --to "
                 f"{shadow.model}` again to resume it"
             )
-        gate = self.gate(labels=labels, sample=sample)
+        gate = self.gate(labels=labels, sample=sample, tolerance=tolerance)
         if not gate.passed and not force:
             return SwapReport(found, gate, False, 0.0, None)
         return self._swap(found, Generations(shadow, found.live), gate, wait=wait, timeout_s=timeout_s)
@@ -311,6 +315,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         command.add_argument("--right", type=Path, default=None, help="right offers (default: bundled Buy.csv)")
         command.add_argument("--matches", type=Path, default=None, help="id mapping left,right (default: Abt-Buy's)")
         command.add_argument("--sample", type=int, default=500, help="products whose lists are compared (500)")
+        command.add_argument(
+            "--tolerance", type=float, default=TOLERANCE, help="recall@1 the new model may lose and pass (default 0)"
+        )
         command.add_argument("--json", action="store_true")
         if name == "promote":
             command.add_argument("--force", action="store_true", help="promote even when the gate refuses")
@@ -362,12 +369,17 @@ def _run(args: argparse.Namespace, command: ModelCommand) -> int:
         return 0
     labels = Labels(getattr(args, "left", None), getattr(args, "right", None), getattr(args, "matches", None))
     if name == "gate":
-        gate = command.gate(labels=labels, sample=args.sample)
+        gate = command.gate(labels=labels, sample=args.sample, tolerance=args.tolerance)
         print(orjson.dumps(gate.as_dict()).decode() if args.json else format_gate(gate))
         return 0 if gate.passed else 1
     if name == "promote":
         swap = command.promote(
-            force=args.force, labels=labels, sample=args.sample, wait=not args.no_wait, timeout_s=args.timeout
+            force=args.force,
+            labels=labels,
+            sample=args.sample,
+            tolerance=args.tolerance,
+            wait=not args.no_wait,
+            timeout_s=args.timeout,
         )
     else:
         swap = command.rollback(wait=not args.no_wait, timeout_s=args.timeout)

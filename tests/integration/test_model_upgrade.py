@@ -217,7 +217,8 @@ def test_an_upgrade_promote_rollback_and_cleanup_never_fail_a_storefront_read(
             assert running.stats.generation_switches >= 1
 
             storefront.phase = "promote"
-            swap = command_.promote(labels=labels, sample=50, timeout_s=300)
+            # 150 pairs are a noisy sample: the int8 copy may lose a query or two on them.
+            swap = command_.promote(labels=labels, sample=50, tolerance=0.02, timeout_s=300)
             assert swap.swapped and swap.gate is not None and swap.gate.passed
             assert swap.generations.value == "2,1" and swap.rebuild_s is not None
             wait_for(lambda: settled(settings), 120, "the rebuilt lists to be committed")
@@ -253,6 +254,7 @@ def test_an_upgrade_promote_rollback_and_cleanup_never_fail_a_storefront_read(
     assert topic_models(settings) == {default_id}  # every list was emitted again after each swap
     assert not list(client.scan_iter(match=f"{settings.redis_prefix}g2:*"))  # the dropped generation's keys
     assert verify_failures(settings) == []
+    print(f"storefront reads per phase: {storefront.reads}; errors {storefront.errors}; empty {storefront.empty}")
     assert storefront.errors == [] and storefront.empty == []
     assert all(storefront.reads.get(phase, 0) > 0 for phase in ("upgrade", "promote", "rollback", "cleanup"))
 
