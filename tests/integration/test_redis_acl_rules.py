@@ -24,6 +24,7 @@ from simstream.core.encoder import TransformerEncoder
 from simstream.core.list_store import ListStore, ListWrite
 from simstream.core.namespace import namespace_fields
 from simstream.core.redis_client import command, make_redis_client
+from simstream.core.redis_keys import RedisKeys
 from simstream.core.redis_replies import parse_search
 from simstream.core.vector_store import Neighbor, ProductWrite, RedisVectorStore
 from simstream.devstack import redis_server, stack
@@ -166,6 +167,9 @@ def test_the_storefront_user_reads_and_searches_but_cannot_change_anything(deplo
     store.ensure_index(DIM, "stand-in@0")
     vectors = {"a": _vector(1.0), "b": _vector(1.0, 0.3), "c": _vector(0.2, 1.0)}
     assert store.upsert([_write(pid, vector) for pid, vector in vectors.items()]) == [True, True, True]
+    # A later model generation's product hash (`simstream model`), as the worker writes it.
+    later = RedisKeys(worker_settings.redis_prefix, f"{worker_settings.redis_prefix}g2:")
+    worker_client.hset(later.product("a"), mapping={"title": "product a", "version": 1})
     # A list made current as the pipeline does it: prepared (versioned), (emitted,) committed.
     lists = ListStore.from_settings(worker_settings, worker_client)
     assert "a" in lists.write_lists({"a": ListWrite([Neighbor("b", 0.95), Neighbor("c", 0.3)], 1, "stand-in@0")})
@@ -189,6 +193,7 @@ def test_the_storefront_user_reads_and_searches_but_cannot_change_anything(deplo
     assert shop.hget(keys.product("b"), "title") == b"product b"
     assert shop.hmget(keys.product("c"), ["brand", "category"]) == [b"acme", b"audio"]
     assert shop.hgetall(keys.product("a"))[b"version"] == b"1"
+    assert shop.hget(later.product("a"), "title") == b"product a"  # what the alias returns after a swap
 
     denied: list[tuple[Any, ...]] = [
         ("HSET", keys.product("a"), "price", "0"),

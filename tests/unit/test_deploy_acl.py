@@ -32,7 +32,9 @@ def test_the_storefront_reads_only_and_the_worker_has_no_script_source_or_admin_
     storefront, worker = users[STOREFRONT], users[WORKER]
     assert {rule for rule in storefront if rule.startswith("+")} == STOREFRONT_COMMANDS
     assert "-@all" in storefront and "-@all" in worker
-    assert [rule for rule in storefront if "~" in rule] == ["~shop-idx", "%R~shop:product:*", "%R~shop:similar:*"]
+    assert [rule for rule in storefront if "~" in rule] == [
+        "~shop-idx", "%R~shop:product:*", "%R~shop:g*:product:*", "%R~shop:similar:*",
+    ]  # fmt: skip
     assert [rule for rule in worker if "~" in rule] == ["~shop:*", "~shop-idx*"]
     assert not {"+eval", "+fcall", "+function", "+flushall", "+config", "+keys", "+@all"} & set(worker)
     assert all(rule.startswith("#") and len(rule) == 65 for rule in (storefront[1], worker[1]))
