@@ -96,6 +96,7 @@ class WorkerStats:
     prefetched_batches: int = 0  # batches encoded ahead, while the batch before them was applied
     encode_s: float = 0.0
     first_load_passes: int = 0  # bulk passes that built every list of a first load
+    shadow_encoded: int = 0  # texts encoded for the shadow model while a model change runs
     generation_switches: int = 0  # pipelines rebuilt because `simstream model` changed the live/shadow model
     first_load_lists: int = 0  # lists those passes emitted
     first_load_s: float = 0.0

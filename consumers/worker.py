@@ -426,11 +426,14 @@ class Worker:
             for record in result.lists:
                 stats.emitted_ids.add(record.product_id)
             stats.freshness_s.extend(now - t for t in result.event_times.values())
+            stats.shadow_encoded += result.shadow_encoded
+        shadow = f" (+{result.shadow_encoded} by the shadow model)" if result.shadow_encoded else ""
         log.info(
-            "batch: %d records, %d lists, %d encoded, %d metadata-only, %d deleted, %d stale in %.2fs",
+            "batch: %d records, %d lists, %d encoded%s, %d metadata-only, %d deleted, %d stale in %.2fs",
             len(batch),
             len(result.lists),
             result.encoded,
+            shadow,
             result.metadata_only,
             result.deleted,
             result.stale,

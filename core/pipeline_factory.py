@@ -57,6 +57,11 @@ class PipelineFactory:
         """The generations Redis names now (compare with ``Pipeline.generations.expected``)."""
         return self.generations.value()
 
+    @property
+    def loaded_models(self) -> set[str]:
+        """The model ids whose encoders this factory keeps loaded."""
+        return {encoder.model_id for encoder in self._encoders.values()}
+
     def seed(self, settings: Settings, encoder: Encoder) -> None:
         """Use ``encoder`` (already loaded) for ``settings``' model, named with or without its revision."""
         revision = encoder.model_id.rpartition("@")[2]
@@ -91,6 +96,9 @@ class PipelineFactory:
             shadow_encoder = self.encoder(shadow_settings)
             shadow_store.ensure_index(shadow_encoder.dim, shadow_encoder.model_id)
             shadow = CatalogWriter(shadow_encoder, shadow_store)
+        # Encoders of models no longer in use are let go (a cleanup dropped one); the others stay loaded.
+        in_use = {id(encoder), *(() if shadow is None else (id(shadow.encoder),))}
+        self._encoders = {key: loaded for key, loaded in self._encoders.items() if id(loaded) in in_use}
         first_load = FirstLoad(client, store.keys)
         if self._first_load_on_empty and store.count() == 0:
             first_load.begin()

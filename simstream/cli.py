@@ -268,7 +268,7 @@ def _bench_more(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from simstream.demo import run_demo
 
-    return run_demo(settings, products=args.products)
+    return run_demo(settings, products=args.products, upgrade_to=args.upgrade_to)
 
 
 def cmd_redis_shell(args: argparse.Namespace, settings: Settings) -> int:
@@ -401,6 +401,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the main job on the local stack (make demo)")
     demo.add_argument("--products", type=positive_int, default=None, help="the first N offers only (default: all)")
+    demo.add_argument(
+        "--upgrade-to",
+        default=None,
+        metavar="MODEL",
+        help="then change the model while the worker runs (`simstream model`): a model name or folder, "
+        "or int8 for a quantised copy of the default model",
+    )
     demo.set_defaults(handler=cmd_demo)
     return parser
 

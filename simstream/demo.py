@@ -26,6 +26,7 @@ from confluent_kafka.admin import AdminClient
 from simstream.chaos import abt_buy_products, publish_records
 from simstream.consumers.stats import WorkerStats
 from simstream.consumers.worker import build_worker
+from simstream.core.generations import live_settings
 from simstream.core.list_store import ListStore
 from simstream.core.namespace import clear_redis_namespace
 from simstream.core.redis_client import make_redis_client
@@ -78,8 +79,9 @@ def reset_namespace(settings: Settings) -> None:
     clear_redis_namespace(settings)
 
 
-def run_demo(base: Settings, products: int | None = None) -> int:
-    """The whole catalog, or its first ``products`` offers (a shorter run, e.g. for a test)."""
+def run_demo(base: Settings, products: int | None = None, upgrade_to: str | None = None) -> int:
+    """The whole catalog, or its first ``products`` offers (a shorter run, e.g. for a test); then, with
+    ``upgrade_to``, a model change while the worker keeps running (:func:`demo_upgrade`)."""
     print("== starting the local stack (real Kafka + Redis on 127.0.0.1)")
     for svc in stack.up(base):
         print(f"   {svc.name}: {svc.endpoint} version={svc.version} pid={svc.pid}")
@@ -121,6 +123,8 @@ def run_demo(base: Settings, products: int | None = None) -> int:
     while len(stats.emitted_ids) < expected and thread.is_alive() and time.monotonic() - started < TIMEOUT_S:
         time.sleep(0.5)
     elapsed = time.monotonic() - started
+    if upgrade_to is not None and thread.is_alive():
+        demo_upgrade(settings, upgrade_to)
     done.set()
     thread.join(60)
 
@@ -143,6 +147,39 @@ def run_demo(base: Settings, products: int | None = None) -> int:
         print(line)
     print(f"\nthe stack keeps running: `{program()} dev down` stops it")
     return 0 if listed >= expected else 1
+
+
+def demo_upgrade(settings: Settings, model: str) -> bool:
+    """`simstream model upgrade`, then `promote` (gate included), while the demo's worker runs; True
+    when promoted (a refusal by the gate is an outcome to show, not a failure of the demo)."""
+    from simstream.model_command import ModelCommand
+    from simstream.model_gate import format_gate
+
+    if model == "int8":
+        folder = Path(settings.dev_state_dir).resolve() / "models" / "all-MiniLM-L6-v2-int8"
+        if not folder.is_dir():
+            from simstream.core.model_source import DEFAULT_MODEL_NAME, locate_model
+            from simstream.core.quantized import write_quantized_copy
+
+            source = locate_model(DEFAULT_MODEL_NAME)
+            write_quantized_copy(source.path, folder, base_id=source.model_id)
+        model = str(folder)
+    print(f"\n== changing the model to {model} while the worker runs (`{program()} model ...`)")
+    command = ModelCommand(settings, make_redis_client(settings))
+    report = command.upgrade(model)
+    print(
+        f"   upgrade: generation {report.shadow.number} {report.shadow.model_id}, backfill of "
+        f"{report.backfill.done} products in {report.backfill.seconds:.1f} s"
+    )
+    swap = command.promote(timeout_s=600)
+    assert swap.gate is not None
+    print(format_gate(swap.gate))
+    if not swap.swapped:
+        print(f"   not promoted: the gate refused it (`{program()} model promote --force` promotes anyway)")
+        return False
+    print(f"   promoted: alias swapped in {swap.swap_s:.2f} s, every list rebuilt in {swap.rebuild_s or 0:.1f} s")
+    print(f"   `{program()} model rollback` brings the previous model back, `{program()} model cleanup` drops it")
+    return True
 
 
 def program() -> str:
@@ -173,6 +210,7 @@ def inspect_commands(settings: Settings, base: Settings, product_id: str) -> lis
 def show_lists(settings: Settings) -> list[str]:
     """Prints the stored lists of the SHOWN_PRODUCTS that have one; returns their ids."""
     client = make_redis_client(settings)
+    settings = live_settings(settings, client)  # the live model's product hashes (`simstream model`)
     lists = ListStore.from_settings(settings, client).read_lists(list(SHOWN_PRODUCTS))
     store = RedisVectorStore.from_settings(settings, client)
     for product_id, stored in lists.items():

@@ -374,16 +374,20 @@ def _run(args: argparse.Namespace, command: ModelCommand) -> int:
         return 0 if gate.passed else 1
     if name == "promote":
         swap = command.promote(
-            force=args.force,
-            labels=labels,
-            sample=args.sample,
-            tolerance=args.tolerance,
-            wait=not args.no_wait,
-            timeout_s=args.timeout,
+            force=args.force, labels=labels, sample=args.sample, tolerance=args.tolerance, wait=False
         )
     else:
-        swap = command.rollback(wait=not args.no_wait, timeout_s=args.timeout)
-    return _print_swap(swap, as_json=getattr(args, "json", False))
+        swap = command.rollback(wait=False)
+    as_json = getattr(args, "json", False)
+    if swap.swapped and not args.no_wait:
+        if not as_json:
+            _print_swap(swap, as_json=False)
+            print("waiting for a worker's bulk pass to rebuild every list (--no-wait leaves it to the workers)")
+        swap.rebuild_s = wait_rebuilt(FirstLoad(command.client, command.keys), args.timeout)
+        if not as_json:
+            print(f"every list rebuilt in {swap.rebuild_s:.1f} s")
+            return 0
+    return _print_swap(swap, as_json=as_json)
 
 
 def _print_swap(swap: SwapReport, *, as_json: bool) -> int:

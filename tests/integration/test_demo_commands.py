@@ -1,4 +1,5 @@
-"""`simstream demo` (shortened to a tiny catalog) ends with commands that work exactly as printed, and
+"""`simstream demo` (shortened to a tiny catalog, with a model change at the end) ends with commands that
+work exactly as printed, and
 `simstream redis-shell` answers one command or a prompt on the real Redis."""
 
 from __future__ import annotations
@@ -48,8 +49,11 @@ def demo_on_the_test_stack(
         pytest.skip("the demo runs on the local stack, not on external services")
     session: SessionStack = request.getfixturevalue("session_stack")
     base = session.settings
-    assert run_demo(base, products=PRODUCTS) == 0
+    # With a model change at the end: the printed commands must work on the live model, whichever it is.
+    assert run_demo(base, products=PRODUCTS, upgrade_to="int8") == 0
     out = capsys.readouterr().out
+    assert "== changing the model to " in out and "gate: mean recall@1" in out
+    assert ("promoted: alias swapped" in out) != ("not promoted: the gate refused it" in out)
     block = out.split("== inspect what the demo built", 1)[1].split("\n\n", 1)[0]
     lines = [line for line in block.splitlines()[1:] if line.strip()]
     settings = demo_settings(base.model_copy(update={"kafka_bootstrap": kafka_bootstrap, "redis_url": redis_url}))

@@ -214,7 +214,7 @@ def test_an_upgrade_promote_rollback_and_cleanup_never_fail_a_storefront_read(
             states = generation_states(settings, client, ids)
             assert states[1] == states[2]
             assert all(states[2][pid] == (3, False) for pid, _ in catalog[6:8])
-            assert running.stats.generation_switches >= 1
+            assert running.stats.generation_switches >= 1 and running.stats.shadow_encoded > 0
 
             storefront.phase = "promote"
             # 150 pairs are a noisy sample: the int8 copy may lose a query or two on them.
@@ -355,6 +355,12 @@ def test_a_batch_that_wrote_before_a_shadow_was_registered_runs_again_and_reache
     assert result.shadow_encoded == 4
     states = generation_states(settings, client, ids)
     assert states[1] == states[2] and all(states[2][pid] == (1, True) for pid in ids)
+    assert len(factory.loaded_models) == 2
+    ModelCommand(settings, client, encoder_for=encoders).cleanup(grace_s=0.0)
+    with pytest.raises(GenerationsMoved):
+        rebuilt.process(first[:1])  # built for the shadow that is gone
+    factory.build()
+    assert factory.loaded_models == {encoders.by_model[DEFAULT_SETTINGS_MODEL].model_id}  # the dropped model let go
 
 
 def _environment(settings: Settings) -> dict[str, str]:
