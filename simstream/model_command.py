@@ -43,7 +43,7 @@ from simstream.core.query_syntax import escape_glob
 from simstream.core.redis_client import make_redis_client, redis_errors
 from simstream.core.redis_keys import RedisKeys
 from simstream.core.redis_replies import text
-from simstream.core.vector_store import RedisVectorStore
+from simstream.core.vector_store import RedisVectorStore, StoredState
 from simstream.model_gate import TOLERANCE, GateReport, Labels, format_gate, run_gate
 from simstream.schemas.settings import Settings
 from simstream.terms_command import wait_rebuilt
@@ -244,6 +244,18 @@ class ModelCommand:
 
     # --- status --------------------------------------------------------------------------------
 
+    def differences(self, live: Generation, shadow: Generation) -> int:
+        """Products whose version (or deletion) the two generations do not agree on: 0 once the backfill
+        finished, apart from a batch being written at this moment."""
+        live_store, shadow_store = self.store(live), self.store(shadow)
+        ids = sorted(set(live_store.indexed_product_ids()) | set(shadow_store.indexed_product_ids()))
+        differ = 0
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            ours, theirs = live_store.states(chunk), shadow_store.states(chunk)
+            differ += sum(_state(ours.get(pid)) != _state(theirs.get(pid)) for pid in chunk)
+        return differ
+
     def status(self) -> dict[str, Any]:
         found = self.current()
         alias = self.store(found.live).alias_target()
@@ -267,7 +279,7 @@ class ModelCommand:
 
         rows = [describe(found.live, "live")]
         if found.shadow is not None:
-            rows.append(describe(found.shadow, "shadow"))
+            rows.append(describe(found.shadow, "shadow") | {"differ": self.differences(found.live, found.shadow)})
         return {
             "generations": self.generations.value(),
             "alias": self.settings.index_alias,
@@ -275,6 +287,10 @@ class ModelCommand:
             "lists_rebuild_pending": pending,
             "models": rows,
         }
+
+
+def _state(state: StoredState | None) -> tuple[int, bool] | None:
+    return None if state is None else (state.version, state.exists)
 
 
 def format_status(status: dict[str, Any]) -> str:
@@ -288,6 +304,8 @@ def format_status(status: dict[str, Any]) -> str:
         if backfill:
             state = "finished" if "finished_at" in backfill else "NOT finished (rerun upgrade to resume)"
             done = f" backfill {backfill.get('done', 0)}/{backfill.get('total', '?')} {state}"
+        if "differ" in row:
+            done += f"; {row['differ']} products differ from the live model's"
         lines.append(
             f"  {row['role']:<6} #{row['number']} {row['model_id']} dim={row['dim']} index={row['index']} "
             f"documents={row['documents']}{done}"

@@ -294,7 +294,8 @@ def test_an_upgrade_killed_mid_backfill_resumes_where_it_stopped(
     ids = RedisVectorStore.from_settings(settings, client).indexed_product_ids()
     states = generation_states(settings, client, ids)
     assert len(ids) == total and states[1] == states[2]
-    assert command_.status()["models"][1]["documents"] == total
+    shadow_row = command_.status()["models"][1]
+    assert shadow_row["documents"] == total and shadow_row["differ"] == 0
 
 
 def test_the_gate_refuses_a_worse_model_unless_forced(
