@@ -111,6 +111,11 @@ class ModelCommand:
             raise SimstreamError(f"{encoder.model_id} is the live model already")
         started = time.perf_counter()
         shadow, resumed = found.shadow, found.shadow is not None
+        if shadow is not None and shadow.number < found.live.number:
+            raise SimstreamError(
+                f"the previous model {shadow.model_id} is kept for a rollback: drop it with "
+                "`simstream model cleanup` before another upgrade"
+            )
         if shadow is not None and shadow.model_id != encoder.model_id:
             raise SimstreamError(
                 f"an upgrade to {shadow.model_id} is in progress (generation {shadow.number}): "

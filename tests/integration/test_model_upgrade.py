@@ -315,6 +315,8 @@ def test_the_gate_refuses_a_worse_model_unless_forced(
         forced = command_.promote(labels=labels, sample=30, force=True, timeout_s=300)
         assert forced.swapped and command_.generations.value() == "2,1"
         wait_for(lambda: settled(settings), 120, "the lists of the forced model")
+        with pytest.raises(SimstreamError, match="kept for a rollback"):  # one change at a time
+            command_.upgrade(DEFAULT_SETTINGS_MODEL, progress=False)
     assert list_models(settings, [pid for pid, _ in products(30)]) == {blurred.model_id}
 
 
