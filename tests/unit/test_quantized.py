@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig, BertModel, BertTokenizerFast
+from support.tiny_bert import write_tiny_bert
+from transformers import BertModel
 
 from simstream.core.encoder import TransformerEncoder, model_device
 from simstream.core.errors import ModelLoadError
@@ -24,22 +25,7 @@ TEXTS = ["sony lcd tv", "bose card router", "hdmi cable", "camera zoom lens usb 
 def float_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random 2-layer BERT, 64 wide, with mean pooling declared like a sentence-transformers folder."""
     folder = tmp_path_factory.mktemp("float-bert")
-    vocab_file = folder / "vocab.txt"
-    vocab_file.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n", encoding="utf-8")
-    BertTokenizerFast(vocab_file=str(vocab_file)).save_pretrained(str(folder))
-    config = BertConfig(
-        vocab_size=5 + len(WORDS),
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=32,
-    )
-    torch.manual_seed(1)
-    BertModel(config).save_pretrained(str(folder))
-    (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
-    return folder
+    return write_tiny_bert(folder, WORDS, hidden=64, seed=1, max_positions=32, mean_pooling=True)
 
 
 @pytest.fixture(scope="module")
