@@ -62,9 +62,9 @@ class RedisIndex:
             if stored_dim != dim or (stored_model is not None and stored_model != model_id):
                 raise IndexMismatchError(
                     f"index {self.index_name!r} holds dim={stored_dim} model={stored_model!r}, "
-                    f"asked for dim={dim} model={model_id!r}. To change models, build a new index beside "
-                    f"it: set a new SIMSTREAM_INDEX_NAME and SIMSTREAM_REDIS_PREFIX, backfill, then swap "
-                    f"the alias {self.index_alias!r} (FT.ALIASUPDATE) to the new index."
+                    f"asked for dim={dim} model={model_id!r}. To change models without downtime, keep "
+                    f"SIMSTREAM_MODEL as it was and run `simstream model upgrade --to <model>`, then "
+                    f'`simstream model promote` (README, "Changing the model").'
                 )
         with redis_errors(f"record index {self.index_name!r} metadata"):
             self._client.hset(meta_key, mapping={"dim": dim, "model": model_id, "algorithm": self._algorithm})

@@ -221,7 +221,7 @@ def test_ensure_index_refuses_another_dimension_or_model(make_store: StoreFactor
     store.ensure_index(DIM, MODEL)  # idempotent
     with pytest.raises(IndexMismatchError, match=r"dim=8 .*asked for dim=16") as caught:
         store.ensure_index(16, MODEL)
-    assert "ALIASUPDATE" in str(caught.value)
+    assert "simstream model upgrade --to" in str(caught.value)  # the way to change models
     with pytest.raises(IndexMismatchError, match="other-model"):
         store.ensure_index(DIM, "other-model")
     # Without its metadata hash the dimension is still read from the index itself.
