@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from simstream.core.encoder import Encoder
 from simstream.core.text import content_hash
 from simstream.core.vector_store import ProductWrite, StoredState, UpsertResult, Vector, VectorStore
+from simstream.core.vector_types import holds_content
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,11 @@ class CatalogWriter:
     ) -> list[ProductWrite]:
         model_id = self.encoder.model_id
         hashes = [content_hash(record.text or "", model_id) for record in records]
-        needed = [i for i, (r, digest) in enumerate(zip(records, hashes, strict=True)) if not _holds(states, r, digest)]
+        needed = [
+            i
+            for i, (record, digest) in enumerate(zip(records, hashes, strict=True))
+            if not holds_content(states.get(record.product_id), digest)
+        ]
         vector_of: dict[int, Vector] = {}
         if needed:
             started = time.perf_counter()
@@ -118,8 +123,3 @@ class CatalogWriter:
             )
             for i, (record, digest) in enumerate(zip(records, hashes, strict=True))
         ]
-
-
-def _holds(states: dict[str, StoredState | None], record: CatalogRecord, digest: str) -> bool:
-    state = states.get(record.product_id)
-    return state is not None and state.exists and state.content_hash == digest

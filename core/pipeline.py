@@ -47,6 +47,7 @@ from simstream.core.similarity import SimilarityPolicy
 from simstream.core.terms import TermsStore
 from simstream.core.text import build_text, compile_template, content_hash
 from simstream.core.vector_store import ProductWrite, StoredState, UpsertResult, Vector, VectorStore
+from simstream.core.vector_types import holds_content
 from simstream.schemas.events import ProductEvent
 
 
@@ -179,7 +180,7 @@ class Pipeline:
             if state is not None and item.event.version <= state.version:
                 continue  # stale, or a replay: process() encodes nothing for it
             digest = content_hash(item.text or "", model_id)
-            if not _same_content(state, digest):
+            if not holds_content(state, digest):
                 texts.setdefault(digest, item.text or "")
         vectors, seconds = self._encode(list(texts.values()))
         return Prefetched(MappingProxyType(dict(zip(texts, vectors, strict=True))), seconds)
@@ -368,7 +369,7 @@ class Pipeline:
         needed = [
             i
             for i, (item, digest) in enumerate(zip(items, hashes, strict=True))
-            if not _same_content(states.get(item.event.product_id), digest)
+            if not holds_content(states.get(item.event.product_id), digest)
         ]
         to_encode = [i for i in needed if hashes[i] not in cached]
         encoded, seconds = self._encode([items[i].text or "" for i in to_encode])
@@ -403,10 +404,6 @@ class Pipeline:
 def _owner(write: ProductWrite) -> Owner:
     assert write.embedding is not None
     return Owner(write.embedding, write.version, write.text, write.category)
-
-
-def _same_content(state: StoredState | None, digest: str) -> bool:
-    return state is not None and state.exists and state.content_hash == digest
 
 
 def newest_per_product(batch: Iterable[Inbound]) -> dict[str, Inbound]:

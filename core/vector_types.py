@@ -51,6 +51,11 @@ class StoredState:
     model: str | None = None
 
 
+def holds_content(state: StoredState | None, digest: str) -> bool:
+    """The product is stored with the vector of this content hash (text and model): no new encoding."""
+    return state is not None and state.exists and state.content_hash == digest
+
+
 class Neighbor(NamedTuple):
     # A tuple, not a dataclass: every batch builds and reads thousands of lists of them.
     product_id: str
