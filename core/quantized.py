@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from simstream.core.errors import ModelLoadError
-from simstream.core.model_source import QUANTIZATION_MARKER, locate_model
+from simstream.core.model_source import DEFAULT_MODEL_NAME, QUANTIZATION_MARKER, locate_model
 
 # Weights quantised per output channel: 0.976 mean cosine to the float vectors of all-MiniLM-L6-v2 on
 # Abt-Buy texts, against 0.943 per tensor, at the same speed (2.3x the float model's items/s, 2 cores).
@@ -61,6 +61,12 @@ def write_quantized_copy(source: Path, out: Path, *, base_id: str | None = None)
     except OSError as exc:
         raise ModelLoadError(f"cannot write the quantised copy of {source} to {out}: {exc}") from exc
     return out
+
+
+def quantized_default_model(out: Path) -> tuple[Path, str]:
+    """An int8 copy of the packaged default model written to ``out``; (the folder, the base's model id)."""
+    source = locate_model(DEFAULT_MODEL_NAME)
+    return write_quantized_copy(source.path, out, base_id=source.model_id), source.model_id
 
 
 def read_quantization(folder: Path) -> Quantization | None:

@@ -158,11 +158,9 @@ def demo_upgrade(settings: Settings, model: str) -> bool:
     if model == "int8":
         folder = Path(settings.dev_state_dir).resolve() / "models" / "all-MiniLM-L6-v2-int8"
         if not folder.is_dir():
-            from simstream.core.model_source import DEFAULT_MODEL_NAME, locate_model
-            from simstream.core.quantized import write_quantized_copy
+            from simstream.core.quantized import quantized_default_model
 
-            source = locate_model(DEFAULT_MODEL_NAME)
-            write_quantized_copy(source.path, folder, base_id=source.model_id)
+            quantized_default_model(folder)
         model = str(folder)
     print(f"\n== changing the model to {model} while the worker runs (`{program()} model ...`)")
     command = ModelCommand(settings, make_redis_client(settings))

@@ -443,13 +443,11 @@ def _print_swap(swap: SwapReport, *, as_json: bool) -> int:
 
 def _quantize(out: Path) -> int:
     """An int8 copy of the default model (core/quantized): the cheaper model to upgrade to on CPUs."""
-    from simstream.core.model_source import DEFAULT_MODEL_NAME, locate_model
-    from simstream.core.quantized import write_quantized_copy
+    from simstream.core.quantized import quantized_default_model
 
-    source = locate_model(DEFAULT_MODEL_NAME)
-    written = write_quantized_copy(source.path, out, base_id=source.model_id)
+    written, base = quantized_default_model(out)
     print(
-        f"wrote {written}: {source.model_id} with dynamic int8 Linear layers (CPU only); upgrade with "
+        f"wrote {written}: {base} with dynamic int8 Linear layers (CPU only); upgrade with "
         f"`simstream model upgrade --to {written}`"
     )
     return 0

@@ -37,9 +37,8 @@ from simstream.core.encoder import Encoder, TransformerEncoder
 from simstream.core.errors import SimstreamError
 from simstream.core.generations import GenerationsMoved, GenerationStore
 from simstream.core.list_store import ListStore
-from simstream.core.model_source import DEFAULT_MODEL_NAME, locate_model
 from simstream.core.pipeline_factory import PipelineFactory
-from simstream.core.quantized import write_quantized_copy
+from simstream.core.quantized import quantized_default_model
 from simstream.core.redis_client import command, make_redis_client
 from simstream.core.redis_keys import RedisKeys
 from simstream.core.redis_replies import parse_search
@@ -65,8 +64,7 @@ def settings(small_stream: Settings) -> Settings:
 
 @pytest.fixture(scope="module")
 def int8_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    source = locate_model(DEFAULT_MODEL_NAME)
-    return write_quantized_copy(source.path, tmp_path_factory.mktemp("models") / "minilm-int8", base_id=source.model_id)
+    return quantized_default_model(tmp_path_factory.mktemp("models") / "minilm-int8")[0]
 
 
 @pytest.fixture(scope="module")
