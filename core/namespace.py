@@ -10,9 +10,13 @@ import redis
 
 from simstream.core.errors import StoreError
 from simstream.core.generations import stored_generations
+from simstream.core.query_syntax import escape_glob
 from simstream.core.redis_client import make_redis_client, redis_errors
 from simstream.core.vector_store import RedisVectorStore
 from simstream.schemas.settings import Settings
+
+# Keys deleted per DEL command while a prefix is cleared.
+DELETE_PAGE = 1000
 
 
 class NamespaceFields(TypedDict):
@@ -49,6 +53,19 @@ def clear_redis_namespace(settings: Settings, client: redis.Redis | None = None)
     for generation in stored_generations(settings, client):  # indexes of other models (`simstream model`)
         with contextlib.suppress(StoreError):
             RedisVectorStore.from_settings(generation.settings(settings), client).drop_index(delete_documents=True)
-    with redis_errors(f"delete the keys under {settings.redis_prefix!r}"):
-        for key in client.scan_iter(match=f"{settings.redis_prefix}*", count=1000):
-            client.delete(key)
+    delete_keys_under(client, settings.redis_prefix)
+
+
+def delete_keys_under(client: redis.Redis, prefix: str) -> int:
+    """Delete every key that starts with ``prefix`` (SCAN, one DEL per page of keys); how many."""
+    deleted = 0
+    with redis_errors(f"delete the keys under {prefix!r}"):
+        page: list[bytes] = []
+        for key in client.scan_iter(match=f"{escape_glob(prefix)}*", count=DELETE_PAGE):
+            page.append(key)
+            if len(page) == DELETE_PAGE:
+                deleted += int(client.delete(*page))
+                page.clear()
+        if page:
+            deleted += int(client.delete(*page))
+    return deleted

@@ -38,8 +38,8 @@ from simstream.core.generations import (
     new_generation,
     stored_generations,
 )
+from simstream.core.namespace import delete_keys_under
 from simstream.core.pipeline_factory import EncoderFactory, load_encoder
-from simstream.core.query_syntax import escape_glob
 from simstream.core.redis_client import make_redis_client, redis_errors
 from simstream.core.redis_keys import RedisKeys
 from simstream.core.redis_replies import text
@@ -239,11 +239,11 @@ class ModelCommand:
         time.sleep(grace_s)
         store = self.store(dropped)
         store.drop_index(delete_documents=True)
-        deleted = 0
-        with redis_errors(f"delete the keys of model generation {dropped.number}"):
-            for prefix in (store.keys.product_prefix, store.keys.version_fence_prefix):
-                for key in self.client.scan_iter(match=f"{escape_glob(prefix)}*", count=1000):
-                    deleted += int(self.client.delete(key))
+        deleted = sum(
+            delete_keys_under(self.client, prefix)
+            for prefix in (store.keys.product_prefix, store.keys.version_fence_prefix)
+        )
+        with redis_errors(f"delete the descriptor of model generation {dropped.number}"):
             self.client.delete(self.keys.backfill(dropped.number), self.keys.generation(dropped.number))
         return dropped, deleted
 
