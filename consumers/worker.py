@@ -387,7 +387,8 @@ class Worker:
         self._prefetcher.use(self._pipeline)
         self._first_load_seen = None
         self.stats.generation_switches += 1
-        log.info("model generations now %s: pipeline rebuilt", factory.current())
+        rebuilt = self._pipeline.generations
+        log.info("model generations now %s: pipeline rebuilt", rebuilt.expected if rebuilt else None)
 
     def _process_once(self, batch: list[Pending], prefetched: Prefetched | None) -> None:
         batch = self._in_step_with_redis(batch)

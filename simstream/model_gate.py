@@ -17,6 +17,7 @@ is noisier as a sample of the catalog; its owner may allow a margin (``--toleran
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -119,8 +120,6 @@ def run_gate(
     seed: int = 0,
     tolerance: float = TOLERANCE,
 ) -> GateReport:
-    import time
-
     assert generations.shadow is not None
     labels = labels or Labels()
     started = time.perf_counter()
