@@ -247,5 +247,17 @@ def pair_score(
     """The hybrid score of one pair, as :func:`rank_pool` scores it."""
     if weights.is_dense_only:
         return dense
-    profiles = text_profile(left_text, terms), [text_profile(right_text, terms)]
-    return float(rerank_profiles(*profiles, [dense], weights)[0])
+    return profile_pair_score(text_profile(left_text, terms), text_profile(right_text, terms), dense, weights)
+
+
+def profile_pair_score(left: LexicalProfile, right: LexicalProfile, dense: float, weights: HybridWeights) -> float:
+    """:func:`rerank_profiles` for one candidate, in plain floats: the same float64 operations in the same
+    order (so the same bits), without the arrays that cost more than the sum for a single pair."""
+    if weights.is_dense_only:
+        return dense
+    total = (
+        dense
+        + weights.code * left.code_match(right)
+        + weights.lexical * cosine(left.token_weights, right.token_weights)
+    )
+    return total / (1.0 + weights.code + weights.lexical)

@@ -17,6 +17,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from operator import mul
 from typing import Final, Protocol
 
 import numpy as np
@@ -166,10 +167,15 @@ def tfidf_weights(tokens: Sequence[str], frequencies: Idf | None) -> dict[str, f
 
 
 def cosine(left: Mapping[str, float], right: Mapping[str, float]) -> float:
-    """Dot product of two normalised sparse vectors."""
+    """Dot product of two normalised sparse vectors.
+
+    Summed over the shared tokens in ``left``'s order: the same float sum, bit for bit, as over all of
+    its tokens (the others add exact zeros), at about half the cost; every batch scores thousands of pairs.
+    """
     if len(left) > len(right):
         left, right = right, left
-    return sum(weight * right.get(token, 0.0) for token, weight in left.items())
+    shared = [token for token in left if token in right]
+    return sum(map(mul, map(left.__getitem__, shared), map(right.__getitem__, shared)), 0.0)
 
 
 class TfidfMatrix:

@@ -212,7 +212,9 @@ def _call_prepare(proposals: Mapping[str, PoolProposal], run: Callable[[str, Poo
         outcome, version = run(pid, proposal)
         if outcome == EMIT:
             payload = list_payload(pid, proposal.items, proposal.source_version, proposal.model, version, at)
-            prepared.ready[pid] = decode_list(payload)
+            # What decode_list(payload) gives, without parsing the bytes just written: scores as stored.
+            items = tuple(Neighbor(n.product_id, round(n.score, SCORE_DECIMALS)) for n in proposal.items)
+            prepared.ready[pid] = StoredList(pid, version, proposal.source_version, proposal.model, at, items, payload)
         elif outcome == UNCHANGED:
             prepared.unchanged += 1
         elif outcome == OWNER_GONE:

@@ -30,7 +30,7 @@ import numpy as np
 import redis
 
 from simstream.core.generations import GenerationWatch
-from simstream.core.hybrid import pair_score
+from simstream.core.hybrid import LexicalProfile, profile_pair_score, text_profile
 from simstream.core.list_store import ListState, ListStore, Mode, PoolProposal, Prepared, StoredList
 from simstream.core.pools import COMPLETE, Pool, Score, apply_changes, pool_entry, pool_from_ranked, ranked_items
 from simstream.core.query_syntax import FULL_POOLS_QUERY
@@ -88,6 +88,13 @@ def admission_bands(lowest: float | None, highest: float) -> list[tuple[float, f
     return [(lowest + i * width, highest if i == count - 1 else lowest + (i + 1) * width) for i in range(count)]
 
 
+def _admission_bound(pool: Pool | None) -> float:
+    """The score an outsider must exceed to enter: none enters a pool that is missing (it is searched)."""
+    if pool is None:
+        return math.inf
+    return -math.inf if pool.complete else pool.bound
+
+
 def _fold(category: str) -> str:
     return category.strip().lower()
 
@@ -125,6 +132,9 @@ class PoolRefresher:
         self._index = index_name
         self._model = model
         self._reach = max(policy.pool_cap, fanout)  # KNN size: the own pool and the admission candidates
+        # The lexical profiles of the texts one refresh scores, by text (a str caches its hash): thousands
+        # of pairs per batch share a few hundred texts. Cleared per refresh and per snapshot switch.
+        self._profiles: dict[str, LexicalProfile] = {}
         self._epsilon = epsilon
         self._device = device
 
@@ -143,6 +153,7 @@ class PoolRefresher:
         is emitted again from its pool (a metadata-only update); ``reverse`` False: own lists only."""
         outcome = RefreshOutcome()
         counts = outcome.counts
+        self._profiles.clear()
         own_states, own_hits, holders, lowest = self._discover(moved, [*gone] if reverse else [], counts)
         affected: set[str] = set(own_only)
         if reverse:
@@ -176,6 +187,20 @@ class PoolRefresher:
     def use_policy(self, policy: SimilarityPolicy) -> None:
         """Score with ``policy`` from now on (a new term-statistics snapshot; same sizes)."""
         self._policy = policy
+        self._profiles.clear()
+
+    def _profile(self, text: str) -> LexicalProfile:
+        found = self._profiles.get(text)
+        if found is None:
+            found = self._profiles[text] = text_profile(text, self._policy.terms)
+        return found
+
+    def _pair_score(self, owner: Owner, other_text: str, dense: float) -> float:
+        """The hybrid score of the owner with another product's text (core/hybrid)."""
+        weights = self._policy.weights
+        if weights.is_dense_only:
+            return dense
+        return profile_pair_score(self._profile(owner.text), self._profile(other_text), dense, weights)
 
     def _prepare(self, proposals: Mapping[str, PoolProposal], counts: RefreshCounts) -> Prepared:
         counts.round_trips += 1
@@ -260,10 +285,8 @@ class PoolRefresher:
     ) -> PoolProposal:
         """The proposal of a pool recomputed from a KNN's hits (their versions travel with it)."""
         cap = self._policy.pool_cap
-        weights, terms = self._policy.weights, self._policy.terms
         entries = [
-            pool_entry(hit.product_id, hit.dense, pair_score(owner.text, hit.text, hit.dense, weights, terms))
-            for hit in hits[:cap]
+            pool_entry(hit.product_id, hit.dense, self._pair_score(owner, hit.text, hit.dense)) for hit in hits[:cap]
         ]
         pool = pool_from_ranked(entries, asked=cap, source_version=owner.version)
         versions = {hit.product_id: hit.version for hit in hits[:cap]}
@@ -333,10 +356,15 @@ class PoolRefresher:
                 device=self._device,
             )
             if moved_ids and present
-            else np.zeros((0, 0), dtype=np.float32)
+            else np.zeros((len(moved_ids), len(present)), dtype=np.float32)
         )
         gone_set = set(gone)
         moved_versions = {pid: moved[pid].version for pid in moved_ids}  # the only ones that enter
+        row_of = {pid: row for row, pid in enumerate(moved_ids)}
+        moved_set = frozenset(row_of)
+        # Which moved products each pool admits as outsiders, all pools at once: a score above the bound.
+        admitted = (scores > np.array([_admission_bound(states[q].pool) for q in present])).T
+        columns: list[list[float]] = scores.T.tolist()
         proposals: dict[str, PoolProposal] = {}
         search: dict[str, Owner] = {}
         for column, qid in enumerate(present):
@@ -345,17 +373,18 @@ class PoolRefresher:
             if pool is None or pool.source_version != owner.version:
                 search[qid] = owner  # no pool yet, or computed for an older vector of its owner
                 continue
-            members = set(pool.members())
+            members = state.members
             changes: dict[str, Score | None] = {pid: None for pid in gone_set & members}
-            for row, pid in enumerate(moved_ids):
-                dense = float(scores[row, column])
+            rows = set(np.flatnonzero(admitted[column]).tolist())
+            rows.update(row_of[pid] for pid in members & moved_set)
+            for row in sorted(rows):
+                pid = moved_ids[row]
                 if not self._candidate(owner, moved[pid]):
                     if pid in members:
                         changes[pid] = None
                     continue
-                if pid in members or pool.admits(dense):
-                    hybrid = pair_score(owner.text, moved[pid].text, dense, self._policy.weights, self._policy.terms)
-                    changes[pid] = Score(dense, hybrid)
+                dense = columns[column][row]
+                changes[pid] = Score(dense, self._pair_score(owner, moved[pid].text, dense))
             updated = apply_changes(pool, changes, pool_size=self._policy.pool_size, cap=self._policy.pool_cap)
             if updated is None:
                 search[qid] = owner  # the slack ran out

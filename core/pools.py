@@ -17,9 +17,11 @@ the bound COMPLETE: anything enters, and losing members never needs a search.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from bisect import insort
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from operator import itemgetter
+from typing import Any, Final
 
 import orjson
 
@@ -31,18 +33,18 @@ COMPLETE: Final = -1.0
 # noise never beats the id tie-break (core/hybrid ranks at a finer precision, as the brute force does).
 STORED_DECIMALS: Final = 7
 
+# One member: (product id, dense score, hybrid score). A plain tuple, not a class: every batch decodes,
+# orders and encodes thousands of pools of ~66 entries, and tuples do that in C (orjson, sort, map).
+PoolEntry = tuple[str, float, float]
+_ID: Final = itemgetter(0)
+_DENSE: Final = itemgetter(1)
+_HYBRID: Final = itemgetter(2)
+
 
 @dataclass(frozen=True, slots=True)
 class Score:
     """The scores of one pair: the dense cosine and the hybrid score the list is ranked by."""
 
-    dense: float
-    hybrid: float
-
-
-class PoolEntry(NamedTuple):
-    # A tuple, not a dataclass: every batch decodes thousands of pools of ~66 entries each.
-    product_id: str
     dense: float
     hybrid: float
 
@@ -58,7 +60,7 @@ class Pool:
         return self.bound <= COMPLETE
 
     def members(self) -> tuple[str, ...]:
-        return tuple(entry.product_id for entry in self.entries)
+        return tuple(map(_ID, self.entries))
 
     def admits(self, dense: float) -> bool:
         """Would an outsider with this dense score enter?"""
@@ -68,21 +70,29 @@ class Pool:
 def pool_entry(product_id: str, dense: float, hybrid: float) -> PoolEntry:
     """An entry with its scores rounded to what is stored: a pool computed now and one read back rank
     alike, and equal scores are equal floats (the id breaks the tie), so orders need no rounding."""
-    return PoolEntry(product_id, round(dense, STORED_DECIMALS), round(hybrid, STORED_DECIMALS))
+    return (product_id, round(dense, STORED_DECIMALS), round(hybrid, STORED_DECIMALS))
 
 
-def _dense_order(entry: PoolEntry) -> tuple[float, str]:
-    return (-entry.dense, entry.product_id)
+def _dense_key(entry: PoolEntry) -> tuple[float, str]:
+    return (-entry[1], entry[0])
 
 
-def pool_from_ranked(hits: Sequence[PoolEntry], *, asked: int, source_version: int) -> Pool:
+def dense_ordered(entries: Iterable[PoolEntry]) -> list[PoolEntry]:
+    """Best dense score first, ties by product id: two stable sorts on C-level keys, not a Python key."""
+    ordered = sorted(entries, key=_ID)
+    ordered.sort(key=_DENSE, reverse=True)  # reverse keeps equal keys in their (id) order
+    return ordered
+
+
+def pool_from_ranked(hits: Iterable[PoolEntry], *, asked: int, source_version: int) -> Pool:
     """The pool a search gives: the ``asked`` best candidates found (fewer: there are no others).
 
     The last score found is the bound: every product not found scores at most it.
     """
-    entries = tuple(sorted(hits, key=_dense_order)[:asked])
-    complete = len(hits) < asked
-    return Pool(entries, COMPLETE if complete or not entries else entries[-1].dense, source_version)
+    found = dense_ordered(hits)
+    entries = tuple(found[:asked])
+    complete = len(found) < asked
+    return Pool(entries, COMPLETE if complete or not entries else entries[-1][1], source_version)
 
 
 def apply_changes(pool: Pool, changes: Mapping[str, Score | None], *, pool_size: int, cap: int) -> Pool | None:
@@ -90,18 +100,18 @@ def apply_changes(pool: Pool, changes: Mapping[str, Score | None], *, pool_size:
 
     None when fewer than ``pool_size`` members are left and outsiders may exist: search again.
     """
-    kept = {entry.product_id: entry for entry in pool.entries if entry.product_id not in changes}
+    current = pool.entries
+    members = changes.keys() & set(map(_ID, current))
+    entries = [entry for entry in current if entry[0] not in changes] if members else list(current)
     for product_id, score in changes.items():
         if score is None:
             continue
-        was_member = any(entry.product_id == product_id for entry in pool.entries)
-        if pool.admits(score.dense) or (was_member and score.dense >= pool.bound):
-            kept[product_id] = pool_entry(product_id, score.dense, score.hybrid)
-    entries = sorted(kept.values(), key=_dense_order)
+        if pool.admits(score.dense) or (product_id in members and score.dense >= pool.bound):
+            insort(entries, pool_entry(product_id, score.dense, score.hybrid), key=_dense_key)
     bound = pool.bound
     if len(entries) > cap:
-        bound = max(bound, entries[cap].dense)
-        entries = entries[:cap]
+        bound = max(bound, entries[cap][1])
+        del entries[cap:]
     if len(entries) < pool_size and bound > COMPLETE:
         return None
     return Pool(tuple(entries), bound, pool.source_version)
@@ -109,8 +119,9 @@ def apply_changes(pool: Pool, changes: Mapping[str, Score | None], *, pool_size:
 
 def ranked_items(pool: Pool, *, pool_size: int, top_k: int) -> list[Neighbor]:
     """The list: the top-K of the dense top-``pool_size`` members by hybrid score (ties by id)."""
-    scored = sorted(pool.entries[:pool_size], key=lambda e: (-e.hybrid, e.product_id))
-    return [Neighbor(entry.product_id, entry.hybrid) for entry in scored[:top_k]]
+    scored = sorted(pool.entries[:pool_size], key=_ID)
+    scored.sort(key=_HYBRID, reverse=True)  # stable: equal scores stay in id order
+    return [Neighbor(entry[0], entry[2]) for entry in scored[:top_k]]
 
 
 def encode_pool(pool: Pool) -> bytes:
@@ -119,7 +130,7 @@ def encode_pool(pool: Pool) -> bytes:
         {
             "source_version": pool.source_version,
             "bound": pool.bound,
-            "entries": [tuple(entry) for entry in pool.entries],  # scores rounded at creation (pool_entry)
+            "entries": pool.entries,  # scores rounded at creation (pool_entry)
         }
     )
 
@@ -130,7 +141,9 @@ def decode_pool(raw: bytes | str | None) -> Pool | None:
         return None
     try:
         data: Any = orjson.loads(raw)
-        entries = tuple(map(PoolEntry._make, data["entries"]))  # TypeError on an entry of another shape
+        entries = tuple(map(tuple, data["entries"]))  # TypeError when an entry is not an array
+        if entries and set(map(len, entries)) != {3}:
+            return None
         return Pool(entries, float(data["bound"]), int(data["source_version"]))
     except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):
         return None

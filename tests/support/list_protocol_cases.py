@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from simstream.core.list_store import Lists, Mode, PoolProposal, Prepared, StoredList
-from simstream.core.pools import COMPLETE, Pool, PoolEntry
+from simstream.core.pools import COMPLETE, Pool
 from simstream.core.vector_store import Neighbor
 
 MODEL = "test-model@1"
@@ -15,7 +15,7 @@ MEMBER_VERSION = 1
 
 
 def pool_of(*ids: str, bound: float = COMPLETE, source: int = 1) -> Pool:
-    return Pool(tuple(PoolEntry(pid, 0.9 - 0.01 * i, 0.9 - 0.01 * i) for i, pid in enumerate(ids)), bound, source)
+    return Pool(tuple((pid, 0.9 - 0.01 * i, 0.9 - 0.01 * i) for i, pid in enumerate(ids)), bound, source)
 
 
 def propose(
@@ -25,7 +25,7 @@ def propose(
     at MEMBER_VERSION unless ``scored`` gives its version."""
     state = lists.read_states([pid])[pid]
     pool = pool_of(*ids, source=source)
-    items = [Neighbor(e.product_id, e.hybrid) for e in pool.entries]
+    items = [Neighbor(member, hybrid) for member, _dense, hybrid in pool.entries]
     versions = {member: MEMBER_VERSION for member in ids} | dict(scored or {})
     proposal = PoolProposal(state, pool, items, source, MODEL, mode=mode, check_owner=False, member_versions=versions)
     return lists.prepare({pid: proposal})

@@ -14,11 +14,10 @@ from support.list_protocol_cases import (
     a_pool_naming_a_deleted_product_goes_back,
 )
 
-from simstream.core.list_store import Lists, MemoryListStore
+from simstream.core.list_store import Lists, MemoryListStore, PoolProposal, decode_list
 from simstream.core.pools import (
     COMPLETE,
     Pool,
-    PoolEntry,
     Score,
     apply_changes,
     pool_entry,
@@ -100,7 +99,7 @@ def test_incremental_pools_match_a_search_after_random_changes() -> None:
 
 
 def test_a_complete_pool_admits_anything_and_never_asks_for_a_search() -> None:
-    pool = Pool((PoolEntry("a", 0.5, 0.5),), COMPLETE, 1)
+    pool = Pool((("a", 0.5, 0.5),), COMPLETE, 1)
     grown = apply_changes(pool, {"b": Score(-0.9, -0.9)}, pool_size=3, cap=4)
     assert grown is not None and grown.members() == ("a", "b")
     shrunk = apply_changes(grown, {"a": None, "b": None}, pool_size=3, cap=4)
@@ -108,7 +107,19 @@ def test_a_complete_pool_admits_anything_and_never_asks_for_a_search() -> None:
 
 
 def test_trimming_past_the_cap_raises_the_bound_to_the_best_left_out() -> None:
-    pool = Pool(tuple(PoolEntry(p, s, s) for p, s in [("a", 0.9), ("b", 0.8)]), COMPLETE, 1)
+    pool = Pool(tuple((p, s, s) for p, s in [("a", 0.9), ("b", 0.8)]), COMPLETE, 1)
     trimmed = apply_changes(pool, {"c": Score(0.7, 0.7)}, pool_size=1, cap=2)
     assert trimmed is not None and trimmed.members() == ("a", "b") and trimmed.bound == pytest.approx(0.7)
     assert not trimmed.admits(0.7) and trimmed.admits(0.71)
+
+
+def test_a_prepared_list_is_what_its_payload_decodes_to() -> None:
+    """PREPARE builds the StoredList to emit without parsing the payload it wrote: they must agree."""
+    lists = MemoryListStore(lambda _pid: 1)
+    state = lists.read_states(["p"])["p"]
+    pool = Pool((("a", 0.9, 0.91234567), ("b", 0.8, 0.8)), COMPLETE, 1)
+    items = ranked_items(pool, pool_size=2, top_k=2)
+    prepared = lists.prepare({"p": PoolProposal(state, pool, items, 1, "m", member_versions={"a": 1, "b": 1})})
+    ready = prepared.ready["p"]
+    assert ready == decode_list(ready.payload)
+    assert ready.items[0].score == 0.912346
