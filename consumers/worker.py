@@ -131,6 +131,7 @@ class Worker:
         self._backing_off = False  # partitions are paused while a failed batch waits for its retry
         self._ready: list[list[Pending]] = []  # full batches waiting to be processed by the main loop
         self._polls = 0
+        self._last_poll_at = time.monotonic()
         self._next_position_check = 0.0
         self._next_first_load_check = 0.0
         self._first_load_seen: int | None = None  # the first-load counter at the previous idle look
@@ -169,7 +170,9 @@ class Worker:
     def _poll_once(self) -> None:
         wait = self._batcher.time_until_due()
         timeout = 0.5 if wait is None else max(0.0, min(wait, 0.5))
-        messages = self._consumer.consume(num_messages=self._settings.poll_max_records, timeout=timeout)
+        messages = self._receive(timeout)
+        polled_at = time.monotonic()
+        since_last_poll, self._last_poll_at = polled_at - self._last_poll_at, polled_at
         self._polls += 1
         self._check_position_now()
         self._lag.maybe_sample(self._consumer)
@@ -187,12 +190,23 @@ class Worker:
                 continue
             pending = self._decode(message)
             tokens = pending.outcome.tokens if isinstance(pending.outcome, Inbound) else 0
-            ready.extend(self._batcher.add(pending, tokens))
-        ready.extend(self._batcher.due())
+            ready.extend(self._batcher.add(pending, tokens, min(since_last_poll, record_age(message))))
+        if len(messages) < self._settings.poll_max_records:  # a full poll: more are waiting to fill the batch
+            ready.extend(self._batcher.due())
         self._process_all(ready)
         if not messages and not ready and not len(self._batcher):
             self._finish_first_load()
         self._heap.maybe_trim()
+
+    def _receive(self, timeout: float) -> list[Message]:
+        """What the consumer holds, waiting at most ``timeout`` for the first record and not at all for
+        the rest: ``consume(n, timeout)`` alone waits for n records or the whole timeout, which put up
+        to half a second between a record's arrival and its batch at low load."""
+        first = self._consumer.poll(timeout)
+        if first is None:
+            return []
+        more = self._settings.poll_max_records - 1
+        return [first, *self._consumer.consume(num_messages=more, timeout=0)] if more else [first]
 
     def _process_all(self, batches: list[list[Pending]]) -> None:
         """Process ``batches`` in order; each one's successor is encoded ahead meanwhile (one at most)."""
@@ -483,6 +497,15 @@ class Worker:
             self._position.revoked(partitions)
         if partitions:
             log.info("revoked %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
+
+
+def record_age(message: Message, now: float | None = None) -> float:
+    """Seconds since the record was produced (its Kafka timestamp), 0 when it has none or it lies in the
+    future. A producer's clock may be off: the caller bounds this by what it knows itself."""
+    _, timestamp_ms = message.timestamp()
+    if not timestamp_ms or timestamp_ms <= 0:
+        return 0.0
+    return max(0.0, (time.time() if now is None else now) - timestamp_ms / 1000)
 
 
 def failure_detail(exc: BaseException) -> str:

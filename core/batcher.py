@@ -22,7 +22,7 @@ T = TypeVar("T")
 class BatchLimits:
     max_items: int
     max_tokens: int  # padded: items in the batch times the longest item's tokens
-    max_wait_s: float  # measured from the batch's first item
+    max_wait_s: float  # measured from the batch's first item's arrival
 
     def __post_init__(self) -> None:
         if self.max_items < 1:
@@ -60,11 +60,13 @@ class MicroBatcher(Generic[T]):
         """The padded token count of the open batch."""
         return len(self._items) * self._longest
 
-    def add(self, item: T, tokens: int) -> list[list[T]]:
+    def add(self, item: T, tokens: int, waited_s: float = 0.0) -> list[list[T]]:
         """Add one item; returns the batches this closed (none, the previous one, and/or this one).
 
         An item that would push the open batch over a limit closes that batch first. An item that
         alone exceeds the token budget becomes a batch of its own: it is never dropped.
+        ``waited_s``: how long the item already waited before it got here (queued while the caller was
+        busy): the batch's wait counts from its first item's arrival, not from this call.
         """
         if tokens < 0:
             raise ValueError(f"tokens must be >= 0, got {tokens}")
@@ -72,7 +74,7 @@ class MicroBatcher(Generic[T]):
         if self._items and not self._fits(tokens):
             ready.append(self._close())
         if not self._items:
-            self._deadline = self._clock() + self._limits.max_wait_s
+            self._deadline = self._clock() - max(0.0, waited_s) + self._limits.max_wait_s
         self._items.append(item)
         self._longest = max(self._longest, tokens)
         if self._is_full():

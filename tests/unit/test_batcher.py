@@ -283,3 +283,16 @@ def test_size_closed_batches_are_as_large_as_allowed(batch_limits: BatchLimits, 
             assert len(grown) > batch_limits.max_items or padded(grown, run.tokens) > batch_limits.max_tokens, (
                 "a batch was closed although the next item would have fit"
             )
+
+
+def test_the_wait_counts_from_the_first_items_arrival_not_from_when_it_was_added() -> None:
+    """A record that queued while the worker was busy has waited already: its batch is not held longer."""
+    micro, clock = batcher(max_wait_s=0.5)
+    assert micro.add("a", 1, waited_s=0.3) == []
+    assert micro.time_until_due() == pytest.approx(0.2)
+    clock.now += 0.19
+    assert micro.due() == []
+    clock.now += 0.02
+    assert micro.due() == [["a"]]
+    assert micro.add("b", 1, waited_s=2.0) == [] and micro.due() == [["b"]]  # overdue on arrival
+    assert micro.add("c", 1, waited_s=-5.0) == [] and micro.time_until_due() == pytest.approx(0.5)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
 
-from simstream.consumers.worker import Worker
+from simstream.consumers.worker import Worker, record_age
 from simstream.producers.topics import KafkaAccessError
 from simstream.schemas.settings import Settings
 
@@ -117,3 +117,45 @@ def test_a_missing_right_on_the_group_or_topic_is_an_access_error_not_a_retry(co
     with pytest.raises(KafkaAccessError, match="not authorised"):
         worker._poll_once()
     assert sink.served == 1  # the producer's queued log lines and reports are served every loop
+
+
+class QueuedConsumer(FakeConsumer):
+    """Records already fetched: poll hands out the first, consume the rest it is asked for."""
+
+    def __init__(self, messages: list[Any]) -> None:
+        super().__init__(messages)
+        self.consumed: list[tuple[int, float]] = []
+
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        self.consumed.append((num_messages, timeout))
+        taken, self.messages = self.messages[:num_messages], self.messages[num_messages:]
+        return taken
+
+
+def test_a_poll_waits_for_the_first_record_only_then_takes_what_is_there() -> None:
+    """consume(n, timeout) waits for n records or the whole timeout: at low load that was a latency floor."""
+    records = [FakeMessage("t", 0, offset) for offset in range(5)]
+    consumer = QueuedConsumer(records)
+    worker = Worker(
+        Settings(poll_max_records=3),
+        pipeline=None,  # type: ignore[arg-type]  # _receive never reaches it
+        sink=ServedSink(),  # type: ignore[arg-type]
+        consumer=consumer,  # type: ignore[arg-type]
+    )
+    assert worker._receive(0.5) == records[:3]
+    assert consumer.consumed == [(2, 0)]
+    assert worker._receive(0.5) == records[3:]
+    assert worker._receive(0.5) == []
+
+
+def test_a_records_age_comes_from_its_timestamp_and_is_never_negative() -> None:
+    class Stamped:
+        def __init__(self, ms: int) -> None:
+            self.ms = ms
+
+        def timestamp(self) -> tuple[int, int]:
+            return (1, self.ms)
+
+    assert record_age(Stamped(9_000), now=10.0) == pytest.approx(1.0)  # type: ignore[arg-type]
+    assert record_age(Stamped(11_000), now=10.0) == 0.0  # type: ignore[arg-type]  # a clock ahead of ours
+    assert record_age(Stamped(-1), now=10.0) == 0.0  # type: ignore[arg-type]  # no timestamp
