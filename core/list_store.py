@@ -38,6 +38,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
+from operator import itemgetter
 from typing import Any, Final, Literal, NamedTuple, Protocol
 
 import orjson
@@ -49,6 +51,7 @@ from simstream.core.redis_client import make_redis_client, redis_errors
 from simstream.core.redis_keys import RedisKeys
 from simstream.core.redis_replies import text
 from simstream.core.vector_store import Neighbor
+from simstream.core.vector_types import neighbors
 from simstream.schemas.settings import Settings
 from simstream.schemas.similar_items import SIMILAR_ITEMS_SCHEMA
 
@@ -154,6 +157,17 @@ def list_payload(
     return orjson.dumps(record, option=orjson.OPT_UTC_Z)
 
 
+_ITEM_FIELDS = itemgetter("product_id", "score")
+
+
+def _neighbors(items: Sequence[Mapping[str, Any]]) -> tuple[Neighbor, ...]:
+    """The items of a list this module wrote (every batch reads thousands of them)."""
+    found = tuple(neighbors(map(_ITEM_FIELDS, items)))
+    if not set(map(type, chain.from_iterable(found))) <= {str, float}:
+        raise ValueError("a list item is not a product id with a float score")
+    return found
+
+
 def decode_list(payload: bytes) -> StoredList:
     """A stored similar-items JSON (one this module wrote) back into a StoredList, without the model's
     validation: every batch reads thousands of them. Output records are checked by decode_similar_items."""
@@ -167,7 +181,7 @@ def decode_list(payload: bytes) -> StoredList:
             source_version=int(data["source_version"]),
             model=str(data["model"]),
             computed_at=datetime.fromisoformat(data["computed_at"]),
-            items=tuple(Neighbor(str(item["product_id"]), float(item["score"])) for item in data["items"]),
+            items=_neighbors(data["items"]),
             payload=payload,
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:

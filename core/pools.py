@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import orjson
 
-from simstream.core.vector_store import Neighbor
+from simstream.core.vector_types import Neighbor, neighbors
 
 # The bound of a pool that holds every candidate (no outsider): the lowest cosine.
 COMPLETE: Final = -1.0
@@ -39,6 +39,7 @@ PoolEntry = tuple[str, float, float]
 _ID: Final = itemgetter(0)
 _DENSE: Final = itemgetter(1)
 _HYBRID: Final = itemgetter(2)
+_ID_HYBRID: Final = itemgetter(0, 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +120,12 @@ def apply_changes(pool: Pool, changes: Mapping[str, Score | None], *, pool_size:
 
 def ranked_items(pool: Pool, *, pool_size: int, top_k: int) -> list[Neighbor]:
     """The list: the top-K of the dense top-``pool_size`` members by hybrid score (ties by id)."""
-    scored = sorted(pool.entries[:pool_size], key=_ID)
-    scored.sort(key=_HYBRID, reverse=True)  # stable: equal scores stay in id order
-    return [Neighbor(entry[0], entry[2]) for entry in scored[:top_k]]
+    part = pool.entries[:pool_size]
+    scored = sorted(part, key=_HYBRID, reverse=True)
+    if len(set(map(_HYBRID, part))) < len(part):  # a tie (rare): equal scores in id order
+        scored = sorted(part, key=_ID)
+        scored.sort(key=_HYBRID, reverse=True)  # stable: equal scores stay in id order
+    return neighbors(map(_ID_HYBRID, scored[:top_k]))
 
 
 def encode_pool(pool: Pool) -> bytes:

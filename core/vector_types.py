@@ -7,8 +7,10 @@ modules composed there can import them without an import cycle.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from functools import partial
+from typing import Final, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -60,6 +62,15 @@ class Neighbor(NamedTuple):
     # A tuple, not a dataclass: every batch builds and reads thousands of lists of them.
     product_id: str
     score: float  # cosine similarity = 1 - COSINE distance
+
+
+def neighbors(pairs: Iterable[tuple[str, float]]) -> list[Neighbor]:
+    """Neighbors from (product id, score) pairs, built in C: a NamedTuple's own constructor is a Python
+    call per item, and every batch builds tens of thousands of them."""
+    return list(map(_NEIGHBOR, pairs))
+
+
+_NEIGHBOR: Final = partial(tuple.__new__, Neighbor)
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,3 +123,10 @@ def test_a_prepared_list_is_what_its_payload_decodes_to() -> None:
     ready = prepared.ready["p"]
     assert ready == decode_list(ready.payload)
     assert ready.items[0].score == 0.912346
+
+
+def test_equal_hybrid_scores_rank_by_product_id_whatever_their_dense_order() -> None:
+    pool = Pool((("c", 0.9, 0.5), ("a", 0.8, 0.7), ("b", 0.7, 0.5), ("d", 0.6, 0.1)), COMPLETE, 1)
+    assert [n.product_id for n in ranked_items(pool, pool_size=4, top_k=3)] == ["a", "b", "c"]
+    assert [n.product_id for n in ranked_items(pool, pool_size=3, top_k=3)] == ["a", "b", "c"]
+    assert ranked_items(pool, pool_size=4, top_k=4)[-1] == ("d", 0.1)
