@@ -18,7 +18,7 @@ the bound COMPLETE: anything enters, and losing members never needs a search.
 from __future__ import annotations
 
 from bisect import insort
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Final
@@ -78,11 +78,19 @@ def _dense_key(entry: PoolEntry) -> tuple[float, str]:
     return (-entry[1], entry[0])
 
 
-def dense_ordered(entries: Iterable[PoolEntry]) -> list[PoolEntry]:
-    """Best dense score first, ties by product id: two stable sorts on C-level keys, not a Python key."""
-    ordered = sorted(entries, key=_ID)
-    ordered.sort(key=_DENSE, reverse=True)  # reverse keeps equal keys in their (id) order
+def _best_first(entries: Sequence[PoolEntry], score: itemgetter[Any]) -> list[PoolEntry]:
+    """Highest ``score`` first, ties by product id: sorts on C-level keys, not a Python key function;
+    by id too only when two scores tie (rare)."""
+    ordered = sorted(entries, key=score, reverse=True)
+    if len(set(map(score, entries))) < len(entries):
+        ordered = sorted(entries, key=_ID)
+        ordered.sort(key=score, reverse=True)  # stable, reverse too: equal scores stay in id order
     return ordered
+
+
+def dense_ordered(entries: Iterable[PoolEntry]) -> list[PoolEntry]:
+    """Best dense score first, ties by product id."""
+    return _best_first(list(entries), _DENSE)
 
 
 def pool_from_ranked(hits: Iterable[PoolEntry], *, asked: int, source_version: int) -> Pool:
@@ -120,11 +128,7 @@ def apply_changes(pool: Pool, changes: Mapping[str, Score | None], *, pool_size:
 
 def ranked_items(pool: Pool, *, pool_size: int, top_k: int) -> list[Neighbor]:
     """The list: the top-K of the dense top-``pool_size`` members by hybrid score (ties by id)."""
-    part = pool.entries[:pool_size]
-    scored = sorted(part, key=_HYBRID, reverse=True)
-    if len(set(map(_HYBRID, part))) < len(part):  # a tie (rare): equal scores in id order
-        scored = sorted(part, key=_ID)
-        scored.sort(key=_HYBRID, reverse=True)  # stable: equal scores stay in id order
+    scored = _best_first(pool.entries[:pool_size], _HYBRID)
     return neighbors(map(_ID_HYBRID, scored[:top_k]))
 
 
