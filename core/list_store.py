@@ -142,8 +142,8 @@ def list_payload(
     Written directly, not through the pydantic model: this runs for every list of every batch, and its
     inputs are the store's own ids and scores. A unit test holds it equal to the model's encoding.
     """
-    scores = [round(n.score, SCORE_DECIMALS) for n in items]
-    if not all(map(math.isfinite, scores)):
+    stored = stored_items(items)
+    if not all(math.isfinite(n.score) for n in stored):
         raise ValueError(f"the list of {product_id!r} has a score that is not a finite number")
     record = {
         "schema": SIMILAR_ITEMS_SCHEMA,
@@ -152,7 +152,7 @@ def list_payload(
         "model": model,
         "computed_at": at,
         "source_version": source_version,
-        "items": [{"product_id": n.product_id, "score": score} for n, score in zip(items, scores, strict=True)],
+        "items": [{"product_id": n.product_id, "score": n.score} for n in stored],
     }
     return orjson.dumps(record, option=orjson.OPT_UTC_Z)
 
@@ -166,6 +166,11 @@ def _neighbors(items: Sequence[Mapping[str, Any]]) -> tuple[Neighbor, ...]:
     if not set(map(type, chain.from_iterable(found))) <= {str, float}:
         raise ValueError("a list item is not a product id with a float score")
     return found
+
+
+def stored_items(items: Sequence[Neighbor]) -> tuple[Neighbor, ...]:
+    """The items as the payload holds them: scores rounded to SCORE_DECIMALS."""
+    return tuple(neighbors((n.product_id, round(n.score, SCORE_DECIMALS)) for n in items))
 
 
 def decode_list(payload: bytes) -> StoredList:
@@ -225,9 +230,9 @@ def _call_prepare(proposals: Mapping[str, PoolProposal], run: Callable[[str, Poo
     for pid, proposal in proposals.items():
         outcome, version = run(pid, proposal)
         if outcome == EMIT:
-            payload = list_payload(pid, proposal.items, proposal.source_version, proposal.model, version, at)
-            # What decode_list(payload) gives, without parsing the bytes just written: scores as stored.
-            items = tuple(Neighbor(n.product_id, round(n.score, SCORE_DECIMALS)) for n in proposal.items)
+            # What decode_list(payload) gives, without parsing the bytes just written.
+            items = stored_items(proposal.items)
+            payload = list_payload(pid, items, proposal.source_version, proposal.model, version, at)
             prepared.ready[pid] = StoredList(pid, version, proposal.source_version, proposal.model, at, items, payload)
         elif outcome == UNCHANGED:
             prepared.unchanged += 1
