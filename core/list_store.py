@@ -45,6 +45,7 @@ from typing import Any, Final, Literal, NamedTuple, Protocol
 import orjson
 import redis
 
+from simstream.core.decode_memo import DecodeMemo
 from simstream.core.errors import StoreError
 from simstream.core.pools import COMPLETE, Pool, decode_pool, encode_pool, pool_entry
 from simstream.core.redis_client import make_redis_client, redis_errors
@@ -54,6 +55,10 @@ from simstream.core.vector_store import Neighbor
 from simstream.core.vector_types import neighbors
 from simstream.schemas.settings import Settings
 from simstream.schemas.similar_items import SIMILAR_ITEMS_SCHEMA
+
+# Lists whose last read or written pool and current list stay decoded (core/decode_memo): about 20 KB
+# each. A worker's batches keep reading the lists they wrote; beyond this the oldest are decoded again.
+DECODE_MEMO_LISTS: Final = 10_000
 
 # Scores are rounded in the stored/emitted JSON: stable bytes, and no float32 noise on the wire.
 SCORE_DECIMALS: Final = 6
@@ -205,6 +210,12 @@ def pool_members(raw: bytes | str | None) -> frozenset[str]:
     except orjson.JSONDecodeError:
         return frozenset()
     return frozenset(m for m in data if isinstance(m, str)) if isinstance(data, list) else frozenset()
+
+
+def pool_state(raw: bytes) -> tuple[Pool | None, frozenset[str]]:
+    """A stored ``pool`` field: the pool (None in an older format) and the members the rev sets hold."""
+    pool = decode_pool(raw)
+    return pool, frozenset(pool.members()) if pool is not None else pool_members(raw)
 
 
 def items_pool(items: Sequence[Neighbor], source_version: int) -> Pool:
@@ -391,8 +402,12 @@ class ListStore:
         top_k: int = 20,
         clock: Callable[[], datetime] = utc_now,
         catalog_prefix: str | None = None,
+        memo_lists: int = DECODE_MEMO_LISTS,
     ) -> None:
         self._client = client
+        # The bytes read back are mostly the ones this store wrote: decoded once (core/decode_memo).
+        self._pools = DecodeMemo(pool_state, memo_lists)
+        self._current = DecodeMemo(decode_list, memo_lists)
         self._top_k = top_k
         # Lists, pools and rev sets under ``prefix``; the product hashes PREPARE checks under the live
         # model generation's catalog prefix.
@@ -433,14 +448,18 @@ class ListStore:
 
     def parse_states(self, ids: Sequence[str], replies: Sequence[Any]) -> dict[str, ListState]:
         states: dict[str, ListState] = {}
+        pools, current = self._pools, self._current
         for i, pid in enumerate(ids):
             (revision, raw_pool), payload = replies[2 * i], replies[2 * i + 1]
-            pool = decode_pool(raw_pool)
+            if isinstance(raw_pool, bytes):
+                pool, members = pools.decoded(pid, raw_pool)
+            else:
+                pool, members = decode_pool(raw_pool), pool_members(raw_pool)
             states[pid] = ListState(
                 revision=int(revision) if revision is not None else 0,
                 pool=pool,
-                members=frozenset(pool.members()) if pool is not None else pool_members(raw_pool),
-                current=decode_list(payload) if isinstance(payload, bytes) else None,
+                members=members,
+                current=current.decoded(pid, payload) if isinstance(payload, bytes) else None,
             )
         return states
 
@@ -451,10 +470,12 @@ class ListStore:
         if not proposals and not watch:
             return Prepared()
         pipe = self._client.pipeline(transaction=False)
+        encoded: dict[str, bytes] = {}
         for pid, proposal in proposals.items():
             leaving, entering = _membership_change(proposal)
             checked = _checked_members(pid, proposal, entering)
             current = proposal.state.current
+            encoded[pid] = encode_pool(proposal.pool)
             self._prepare_script(
                 keys=[
                     self.keys.list_meta(pid),
@@ -465,7 +486,7 @@ class ListStore:
                     self.keys.rev_prefix,
                     pid,
                     proposal.state.revision,
-                    encode_pool(proposal.pool),
+                    encoded[pid],
                     repr(proposal.pool.bound),
                     proposal.mode,
                     "" if current is None else current.list_version,
@@ -484,8 +505,10 @@ class ListStore:
             results = pipe.execute()
         replies = iter(results)
 
-        def outcome(_pid: str, _proposal: PoolProposal) -> tuple[int, int]:
+        def outcome(pid: str, proposal: PoolProposal) -> tuple[int, int]:
             code, version = next(replies)
+            if code in (EMIT, UNCHANGED):  # stored: the next read of this pool returns these bytes
+                self._pools.remember(pid, encoded[pid], (proposal.pool, frozenset(proposal.pool.members())))
             return int(code), int(version) if code == EMIT else 0
 
         prepared = _call_prepare(proposals, outcome, self._clock)
@@ -497,9 +520,9 @@ class ListStore:
         """Make delivered lists current (``similar:``), in one round trip; False where a list at least
         as fresh was current already, or the list was deleted after it was prepared."""
         pipe = self._client.pipeline(transaction=False)
-        count = 0
-        for stored in lists:
-            count += 1
+        committed = list(lists)
+        count = len(committed)
+        for stored in committed:
             self._commit_script(
                 keys=[self.keys.similar(stored.product_id), self.keys.list_meta(stored.product_id)],
                 args=[stored.list_version, stored.payload],
@@ -508,7 +531,11 @@ class ListStore:
         if not count:
             return []
         with redis_errors(f"commit {count} similar list(s)"):
-            return [int(applied) == 1 for applied in pipe.execute()]
+            applied = [int(reply) == 1 for reply in pipe.execute()]
+        for stored, current in zip(committed, applied, strict=True):
+            if current:
+                self._current.remember(stored.product_id, stored.payload, stored)
+        return applied
 
     def delete_list(self, product_id: str) -> bool:
         """Drop the product's list and pool (its members' rev entries too); True if it had a list.

@@ -16,7 +16,7 @@ from support.list_protocol_cases import (
     a_pool_naming_a_deleted_product_goes_back,
 )
 
-from simstream.core.list_store import Lists, ListStore, ListWrite
+from simstream.core.list_store import ListState, Lists, ListStore, ListWrite
 from simstream.core.vector_store import Neighbor
 from simstream.schemas.codec import decode_similar_items
 
@@ -157,3 +157,29 @@ def test_concurrent_writers_the_freshest_list_wins(lists: ListStore, redis_url: 
     assert {pid for pid in (f"m{w}-{r}" for w in (0, 1) for r in range(50)) if lists.rev(pid)} == {member}
     for client in clients:
         client.close()
+
+
+def test_a_store_reads_what_other_writers_stored_over_the_bytes_it_remembers(
+    lists: ListStore, redis_client: redis.Redis, unique_name: str
+) -> None:
+    """Its own writes are read back without decoding them again (core/decode_memo); what another writer
+    stored, or a delete, is read as it is: the result equals a store that remembers nothing."""
+    store_members(lists, redis_client, MEMBERS)
+    other = ListStore(redis_client, prefix=f"{unique_name}:", clock=lambda: FIXED_NOW)
+    fresh = ListStore(redis_client, prefix=f"{unique_name}:", memo_lists=0)
+
+    def same_as_fresh(ids: list[str]) -> dict[str, ListState]:
+        states = lists.read_states(ids)
+        assert states == fresh.read_states(ids)
+        return states
+
+    lists.write_lists({"p": ListWrite(items("a", "b"), 1, MODEL), "q": ListWrite(items("c"), 1, MODEL)})
+    assert [n.product_id for n in same_as_fresh(["p"])["p"].current.items] == ["a", "b"]  # type: ignore[union-attr]
+    other.write_lists({"p": ListWrite(items("x"), 2, MODEL)})
+    state = same_as_fresh(["p", "q"])["p"]
+    assert state.members == {"x"} and state.current is not None and state.current.source_version == 2
+    lists.write_lists({"p": ListWrite(items("z", "a"), 3, MODEL)})
+    assert same_as_fresh(["p"])["p"].members == {"z", "a"}
+    lists.delete_list("q")
+    gone = same_as_fresh(["q"])["q"]
+    assert gone.pool is None and gone.current is None and not gone.members
