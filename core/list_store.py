@@ -147,7 +147,13 @@ def list_payload(
     Written directly, not through the pydantic model: this runs for every list of every batch, and its
     inputs are the store's own ids and scores. A unit test holds it equal to the model's encoding.
     """
-    stored = stored_items(items)
+    return _payload(product_id, stored_items(items), source_version, model, list_version, at)
+
+
+def _payload(
+    product_id: str, stored: Sequence[Neighbor], source_version: int, model: str, list_version: int, at: datetime
+) -> bytes:
+    """:func:`list_payload` of items already rounded (:func:`stored_items`)."""
     if not all(math.isfinite(n.score) for n in stored):
         raise ValueError(f"the list of {product_id!r} has a score that is not a finite number")
     record = {
@@ -243,7 +249,7 @@ def _call_prepare(proposals: Mapping[str, PoolProposal], run: Callable[[str, Poo
         if outcome == EMIT:
             # What decode_list(payload) gives, without parsing the bytes just written.
             items = stored_items(proposal.items)
-            payload = list_payload(pid, items, proposal.source_version, proposal.model, version, at)
+            payload = _payload(pid, items, proposal.source_version, proposal.model, version, at)
             prepared.ready[pid] = StoredList(pid, version, proposal.source_version, proposal.model, at, items, payload)
         elif outcome == UNCHANGED:
             prepared.unchanged += 1
