@@ -8,8 +8,10 @@ tokens, each chunk padded only to its own longest text; the original order is re
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
+import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -42,6 +44,8 @@ class Encoder(Protocol):
     @property
     def dim(self) -> int: ...
 
+    # Safe to call while encode() runs on another thread: the worker counts the tokens of the records it
+    # polls while the next batch is encoded ahead (consumers/prefetch.py).
     def token_counts(self, texts: Sequence[str]) -> list[int]: ...
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]: ...
@@ -117,6 +121,10 @@ class TransformerEncoder:
             torch.set_num_threads(threads or usable_cores())
         _require_mean_pooling(self._source.path)
         self._tokenizer, self._model = _load(self._source.path, self.device)
+        # A fast tokenizer is not safe to share between threads: token_counts has its own copy, so that
+        # counting never waits for an encode running on another thread.
+        self._counting_tokenizer = copy.deepcopy(self._tokenizer)
+        self._counting_lock = threading.Lock()
         self._dim = int(self._model.config.hidden_size)
         self._max_seq_length = _effective_max_length(max_seq_length, self._model, self._tokenizer)
         self._pad_id = int(self._tokenizer.pad_token_id or 0)
@@ -167,14 +175,15 @@ class TransformerEncoder:
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Tokens each text is encoded with: after truncation, special tokens included."""
-        return [len(ids) for ids in self._token_ids(texts)]
+        with self._counting_lock:
+            return [len(ids) for ids in self._token_ids(texts, self._counting_tokenizer)]
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """L2-normalised float32 vectors, one row per text, in input order."""
         vectors = np.empty((len(texts), self._dim), dtype=np.float32)
         if not texts:
             return vectors
-        token_ids = self._token_ids(texts)
+        token_ids = self._token_ids(texts, self._tokenizer)
         order = length_sorted_order([len(ids) for ids in token_ids])
         chunks = plan_chunks([len(token_ids[index]) for index in order], self._max_batch_items, self._max_batch_tokens)
         with torch.inference_mode(), self._precision():
@@ -184,10 +193,10 @@ class TransformerEncoder:
         self.items_encoded += len(texts)
         return vectors
 
-    def _token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+    def _token_ids(self, texts: Sequence[str], tokenizer: Any) -> list[list[int]]:
         if not texts:
             return []
-        encoded = self._tokenizer(
+        encoded = tokenizer(
             list(texts),
             truncation=True,
             max_length=self._max_seq_length,

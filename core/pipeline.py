@@ -131,7 +131,7 @@ class Pipeline:
         self._terms = terms
         self._device = str(getattr(encoder, "device", "cpu"))
         # The prefetch thread and process() (for the prefetch's misses) may both need the encoder: one
-        # at a time, the tokenizer included (a fast tokenizer is not safe to share between threads).
+        # at a time (its tokenizer is not safe to share between threads; token_counts has its own).
         self._encoder_lock = threading.Lock()
         self._refresher = PoolRefresher(
             lists.client,
@@ -163,8 +163,7 @@ class Pipeline:
         if event.product is None:
             return Inbound(event, None, 0, event_time)
         text = build_text(event.product, self._template)
-        with self._encoder_lock:
-            tokens = self._encoder.token_counts([text])[0]
+        tokens = self._encoder.token_counts([text])[0]  # never waits for an encode ahead (core/encoder)
         return Inbound(event, text, tokens, event_time)
 
     def prefetch(self, batch: Sequence[Inbound]) -> Prefetched:
