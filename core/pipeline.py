@@ -185,11 +185,17 @@ class Pipeline:
         return Prefetched(MappingProxyType(dict(zip(texts, vectors, strict=True))), seconds)
 
     def process(
-        self, batch: Sequence[Inbound], prefetched: Prefetched | None = None, *, list_work: bool = True
+        self,
+        batch: Sequence[Inbound],
+        prefetched: Prefetched | None = None,
+        *,
+        list_work: bool = True,
+        between: Callable[[], None] | None = None,
     ) -> BatchResult:
         """The batch applied to Redis and its lists prepared (not yet current); ``prefetched``: vectors
         encoded ahead (:meth:`prefetch`, possibly of a larger or older batch), used where the content
-        hash matches.
+        hash matches. ``between``: called between the round trips of the list work (the worker polls
+        there, so that what arrives meanwhile is encoded ahead while this batch's lists are computed).
 
         ``list_work`` False, or while a first load is pending (core/first_load): products are written
         and deleted, tombstones returned, and no list is computed (core/bulk_lists builds them later).
@@ -263,7 +269,7 @@ class Pipeline:
         own_only = [pid for pid in own if pid not in owners]
         try:
             refreshed = self._refresher.refresh(
-                owners, gone, own_only=own_only, reverse=self._refresh.enabled, emit_all=replayed
+                owners, gone, own_only=own_only, reverse=self._refresh.enabled, emit_all=replayed, between=between
             )
         except ScoringMoved:
             # Pools may now hold scores of the old snapshot or model: have the bulk pass (again) recompute

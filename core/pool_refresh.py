@@ -22,7 +22,7 @@ A list touched by several products of the batch is computed and written once.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,17 +148,22 @@ class PoolRefresher:
         own_only: Sequence[str] = (),
         reverse: bool = True,
         emit_all: bool = False,
+        between: Callable[[], None] | None = None,
     ) -> RefreshOutcome:
         """Every list ``moved`` and ``gone`` can alter, prepared; ``own_only``: products whose own list
-        is emitted again from its pool (a metadata-only update); ``reverse`` False: own lists only."""
+        is emitted again from its pool (a metadata-only update); ``reverse`` False: own lists only.
+        ``between``: called after each round trip (see :meth:`Pipeline.process`)."""
         outcome = RefreshOutcome()
         counts = outcome.counts
+        pause = between or _nothing
         self._profiles.clear()
         own_states, own_hits, holders, lowest = self._discover(moved, [*gone] if reverse else [], counts)
+        pause()
         affected: set[str] = set(own_only)
         if reverse:
             affected |= holders
             affected |= self._admitting(moved, own_hits, lowest, counts)
+            pause()
         affected -= set(moved) | set(gone)
 
         proposals: dict[str, PoolProposal] = {}
@@ -173,9 +178,11 @@ class PoolRefresher:
         for _attempt in range(LIST_ATTEMPTS):
             if pending:
                 proposals.update(self._updated(pending, moved, gone, forced_own, emit_all, counts))
+                pause()
             if not proposals:
                 break
             prepared = self._prepare(proposals, counts)
+            pause()
             ready.update(prepared.ready)
             counts.conflicts += len(prepared.retry)
             retry_own = {pid: moved[pid] for pid in prepared.retry if pid in moved}
@@ -531,6 +538,10 @@ def parse_owners(ids: Sequence[str], replies: Sequence[Any]) -> dict[str, Owner]
             "" if category is None else text(category),
         )
     return owners
+
+
+def _nothing() -> None:
+    return None
 
 
 def _blob(vector: Vector) -> bytes:
