@@ -4,7 +4,11 @@ poll -> decode (bad records become dead letters) -> micro-batch -> pipeline (Red
 (consumers/checkpoint.py: emit lists -> flush the producer -> make lists current -> commit offsets).
 Offsets are committed only after the Redis writes and the producer's deliveries of their batch
 succeeded; replays are harmless because every write is version-fenced. While one batch is applied,
-the next one of the same poll is encoded ahead on one background thread (consumers/prefetch.py).
+what was polled after it is encoded ahead on one background thread (consumers/prefetch.py); the
+worker also polls between the round trips of a batch's list work (without waiting), so that at low
+load too the records that arrive meanwhile are encoded before the batch ends. A partition revoked by
+such a poll while its records are in the batch being applied makes that batch start again without
+them, before anything of it is emitted or committed: their new owner replays them.
 
 Exactly-once output (``Settings.exactly_once``) is the same path with a transaction around each batch's
 checkpoint: begin -> dead letters, lists, tombstones -> flush -> make lists current in Redis -> the
@@ -73,6 +77,10 @@ BACKOFF_MAX_S = 10.0
 FIRST_LOAD_CHECK_S = 1.0
 
 
+class PartitionsRevoked(Exception):
+    """A poll between round trips revoked partitions whose records the batch being applied holds."""
+
+
 @dataclass(frozen=True, slots=True)
 class Pending:
     """One consumed record waiting in the batcher: a decoded event or the reason it failed."""
@@ -137,7 +145,13 @@ class Worker:
         self._first_load_seen: int | None = None  # the first-load counter at the previous idle look
         self._heap = HeapTrimmer()  # freed batch memory back to the OS: RSS stays flat
         self._checkpoint = Checkpoint(sink, ConsumerOffsets(self._consumer), pipeline, position)
-        self._prefetcher = Prefetcher(pipeline)
+        self._prefetcher = Prefetcher(pipeline, settings.batch_max_items)
+        self._queued = 0  # records polled and batched but not yet processed, outside self._ready
+        self._draining = False  # the final batches at shutdown: no more polls between round trips
+        self._deferred: list[Message] = []  # consumer errors met between round trips: the next poll's
+        self._inflight: list[Pending] | None = None  # the batch being applied
+        self._inflight_revoked = False
+        self._revoked_meanwhile = False  # a revoke since the current poll's batches were formed
 
     @property
     def pipeline(self) -> Pipeline:
@@ -162,6 +176,7 @@ class Worker:
             with frozen_heap():  # the model and clients built so far live as long as the worker
                 while not self._stopping and not (stop_when and stop_when()):
                     self._poll_once()
+                self._draining = True
                 self._process_all([*self._ready, *self._batcher.flush()])
         finally:
             self._prefetcher.close()
@@ -170,14 +185,33 @@ class Worker:
     def _poll_once(self) -> None:
         wait = self._batcher.time_until_due()
         timeout = 0.5 if wait is None else max(0.0, min(wait, 0.5))
-        messages = self._receive(timeout)
-        polled_at = time.monotonic()
-        since_last_poll, self._last_poll_at = polled_at - self._last_poll_at, polled_at
-        self._polls += 1
+        received = self._receive(timeout)
+        messages, self._deferred = [*self._deferred, *received], []
+        self._revoked_meanwhile = False  # a revoke during the poll filtered what was batched already
+        since_last_poll = self._count_poll()
         self._check_position_now()
         self._lag.maybe_sample(self._consumer)
         self._sink.serve()
+        ready = self._accept(messages, since_last_poll)
+        if len(received) < self._settings.poll_max_records:  # a full poll: more are waiting to fill the batch
+            ready.extend(self._batcher.due())
+        self._process_all(ready)
+        if not messages and not ready and not len(self._batcher):
+            self._finish_first_load()
+        self._heap.maybe_trim()
+
+    def _count_poll(self) -> float:
+        """Number the poll just made (see RedisPosition.read_before_rewind); the seconds since the last."""
+        polled_at = time.monotonic()
+        since_last_poll, self._last_poll_at = polled_at - self._last_poll_at, polled_at
+        self._polls += 1
+        return since_last_poll
+
+    def _accept(self, messages: Sequence[Message], since_last_poll: float) -> list[list[Pending]]:
+        """One poll's records decoded into the batcher (and queued to be encoded ahead): the batches
+        ready to process, those closed earlier (between round trips) first."""
         ready, self._ready = self._ready, []
+        polled: list[Inbound] = []
         for message in messages:
             error = message.error()
             if error is not None:
@@ -189,14 +223,27 @@ class Worker:
                         raise KafkaException(error)
                 continue
             pending = self._decode(message)
-            tokens = pending.outcome.tokens if isinstance(pending.outcome, Inbound) else 0
+            tokens = 0
+            if isinstance(pending.outcome, Inbound):
+                tokens = pending.outcome.tokens
+                polled.append(pending.outcome)
             ready.extend(self._batcher.add(pending, tokens, min(since_last_poll, record_age(message))))
-        if len(messages) < self._settings.poll_max_records:  # a full poll: more are waiting to fill the batch
-            ready.extend(self._batcher.due())
-        self._process_all(ready)
-        if not messages and not ready and not len(self._batcher):
-            self._finish_first_load()
-        self._heap.maybe_trim()
+        self._prefetcher.add(polled)
+        return ready
+
+    def _poll_between(self) -> None:
+        """Between the round trips of a batch's list work: what the consumer holds now (no wait) into the
+        batcher, to be encoded ahead. Only while less than a batch is waiting, and never at shutdown."""
+        if self._draining or self._stopping or self._backing_off:
+            return
+        waiting = self._queued + len(self._batcher) + sum(map(len, self._ready))
+        if waiting < self._settings.batch_max_items:
+            messages = self._consumer.consume(num_messages=self._settings.poll_max_records, timeout=0)
+            if messages:
+                # Errors are handled by the next regular poll, where they stop or warn as always.
+                self._deferred.extend(m for m in messages if m.error() is not None)
+                self._ready = self._accept([m for m in messages if m.error() is None], self._count_poll())
+        self._prefetcher.pump()
 
     def _receive(self, timeout: float) -> list[Message]:
         """What the consumer holds, waiting at most ``timeout`` for the first record and not at all for
@@ -211,14 +258,15 @@ class Worker:
     def _process_all(self, batches: list[list[Pending]]) -> None:
         """Process ``batches`` in order; each one's successor is encoded ahead meanwhile (one at most)."""
         for index, batch in enumerate(batches):
-            prefetched = self._prefetcher.take(batch)  # before the next start: that drops what is not taken
+            if self._revoked_meanwhile:  # by a poll between round trips: the new owner replays those
+                batch = self._owned(batch)
+            prefetched = self._prefetcher.take([p.outcome for p in batch if isinstance(p.outcome, Inbound)])
             if prefetched is not None:
                 self.stats.prefetched_batches += 1
-            if index + 1 < len(batches):
-                following = batches[index + 1]
-                self._prefetcher.start(following, [p.outcome for p in following if isinstance(p.outcome, Inbound)])
+            self._queued = sum(map(len, batches[index + 1 :]))
             self._process(batch, prefetched)
             self._heap.note_work()
+        self._queued = 0
 
     def _finish_first_load(self) -> None:
         """Idle with nothing batched: build a pending first load's lists (core/first_load)."""
@@ -312,6 +360,12 @@ class Worker:
                 return
             except FATAL:
                 raise
+            except PartitionsRevoked:
+                # Nothing of the batch was emitted or committed; its writes replay as no-ops (relisted).
+                self._checkpoint.abort()
+                batch = self._owned(batch)
+                log.info("partitions revoked during the batch: applying the %d records still owned", len(batch))
+                continue
             except GenerationsMoved as exc:
                 # Written for generations that changed meanwhile: again, for the new ones, at once. The
                 # live writes replay as no-ops; the offsets were not committed.
@@ -411,7 +465,13 @@ class Worker:
         self._follow_generations()
         inbound = [p.outcome for p in batch if not isinstance(p.outcome, DecodeFailure)]
         started = time.perf_counter()
-        result = self._pipeline.process(inbound, prefetched) if inbound else None
+        self._inflight, self._inflight_revoked = batch, False
+        try:
+            result = self._pipeline.process(inbound, prefetched, between=self._poll_between) if inbound else None
+        finally:
+            self._inflight = None
+        if self._inflight_revoked:
+            raise PartitionsRevoked()
         processed = time.perf_counter()
         dead_letters = [(p.message, p.outcome) for p in batch if isinstance(p.outcome, DecodeFailure)]
         committed = self._checkpoint.commit(BatchOutput(dead_letters, result, next_offsets(batch)))
@@ -484,6 +544,10 @@ class Worker:
         # Abandon what was consumed from revoked partitions but not processed: nothing of it was
         # committed, so the partitions' next owner gets it again from the committed offset.
         revoked = {(tp.topic, tp.partition) for tp in partitions}
+        if revoked:
+            self._revoked_meanwhile = True
+            if self._inflight is not None and any(p.partition in revoked for p in self._inflight):
+                self._inflight_revoked = True
         pending_all = [p for batch in [*self._ready, *self._batcher.flush()] for p in batch]
         self._ready = []
         kept = [p for p in pending_all if (p.message.topic(), p.message.partition()) not in revoked]

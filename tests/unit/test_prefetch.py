@@ -161,74 +161,99 @@ def test_the_prefetch_encoder_time_is_reported_with_the_batch() -> None:
 
 
 class GatedPipeline:
-    """prefetch() blocks until released, or raises: what the worker's Prefetcher must cope with."""
+    """prefetch() blocks until released, or raises: what the worker's Prefetcher must cope with. Each
+    event's vector is keyed by its text."""
 
     def __init__(self, fail: bool = False) -> None:
         self.gate = threading.Event()
         self.fail = fail
         self.running = 0
         self.most_running = 0
+        self.chunks: list[list[str]] = []
         self.lock = threading.Lock()
 
     def prefetch(self, batch: Sequence[Inbound]) -> Prefetched:
         with self.lock:
             self.running += 1
             self.most_running = max(self.most_running, self.running)
+            self.chunks.append([item.text or "" for item in batch])
         try:
             assert self.gate.wait(30), "never released"
             if self.fail:
                 raise RuntimeError("this text breaks the encoder")
-            return Prefetched({f"h{len(batch)}": np.zeros(DIM, np.float32)})
+            return Prefetched({item.text or "": np.zeros(DIM, np.float32) for item in batch}, encode_seconds=1.0)
         finally:
             with self.lock:
                 self.running -= 1
 
 
-def some_inbound() -> list[Inbound]:
-    return [Inbound(product_event("sku-1", 1, {"title": "Fine"}), "Fine", 1, 0.0)]
+def events(*titles: str) -> list[Inbound]:
+    return [Inbound(product_event(f"sku-{title}", 1, {"title": title}), title, 1, 0.0) for title in titles]
 
 
-def test_the_prefetcher_hands_over_only_the_batch_it_was_started_for() -> None:
+def test_what_was_polled_is_encoded_in_order_about_a_batch_ahead() -> None:
+    gated = GatedPipeline()
+    prefetcher = Prefetcher(gated, limit=3)
+    polled = events("a", "b", "c", "d", "e", "f", "g")
+    try:
+        prefetcher.add(polled[:2])  # a chunk starts at once
+        prefetcher.add(polled[2:])  # one chunk runs at a time: these wait
+        gated.gate.set()
+        taken = prefetcher.take(polled[:2])
+        assert taken is not None and set(taken.vectors) == {"a", "b"} and taken.encode_seconds == 1.0
+        taken = prefetcher.take(polled[2:4])  # the next chunk filled the room up to the limit, no more
+        assert gated.chunks == [["a", "b"], ["c", "d", "e"]]
+        assert taken is not None and set(taken.vectors) == {"c", "d", "e"}
+        # c and d are taken, e is still ahead: room for two more.
+        taken = prefetcher.take(polled[4:])
+        assert gated.chunks[2:] == [["f", "g"]]
+        assert taken is not None and {"e", "f", "g"} <= set(taken.vectors)  # the whole chunk of e too
+        assert taken.encode_seconds == 1.0  # the chunk of c, d and e reported its time with c and d
+    finally:
+        prefetcher.close()
+    assert gated.most_running == 1
+
+
+def test_a_batch_never_polled_gets_nothing_and_what_came_before_it_is_forgotten() -> None:
     gated = GatedPipeline()
     gated.gate.set()
-    prefetcher = Prefetcher(gated)
-    batch, other = ["batch"], ["other"]
+    prefetcher = Prefetcher(gated, limit=10)
+    polled = events("a", "b", "c")
     try:
-        prefetcher.start(batch, some_inbound())
-        assert prefetcher.take(other) is None  # dropped: another batch came first
-        assert prefetcher.take(batch) is None  # already dropped
-        prefetcher.start(batch, some_inbound())
-        taken = prefetcher.take(batch)
-        assert taken is not None and set(taken.vectors) == {"h1"}
-        prefetcher.start(batch, [])  # nothing to encode: nothing started
-        assert prefetcher.take(batch) is None
+        prefetcher.add(polled)
+        assert prefetcher.take(events("a")) is None  # an equal event, not one that was polled
+        taken = prefetcher.take(polled[1:2])  # a, dropped before (a rewind), is forgotten with b
+        assert taken is not None
+        assert prefetcher.take(polled[:1]) is None
+        taken = prefetcher.take(polled[2:])
+        assert taken is not None and "c" in taken.vectors
     finally:
         prefetcher.close()
 
 
 def test_a_failing_prefetch_is_dropped_and_never_more_than_one_runs() -> None:
     gated = GatedPipeline(fail=True)
-    prefetcher = Prefetcher(gated)
-    first, second = ["first"], ["second"]
+    prefetcher = Prefetcher(gated, limit=1)
+    polled = events("a", "b")
     try:
-        prefetcher.start(first, some_inbound())
+        prefetcher.add(polled)
         releaser = threading.Timer(0.05, gated.gate.set)
         releaser.start()
-        prefetcher.start(second, some_inbound())  # waits for the first before starting the second
-        assert prefetcher.take(second) is None  # the failure is logged, not raised
+        assert prefetcher.take(polled[:1]) is None  # the failure is logged, not raised
+        assert prefetcher.take(polled[1:]) is None
         releaser.join(30)
     finally:
         prefetcher.close()
-    assert gated.most_running == 1
+    assert gated.most_running == 1 and gated.chunks == [["a"], ["b"]]
 
 
 def test_discard_and_close_leave_nothing_running() -> None:
     gated = GatedPipeline()
-    prefetcher = Prefetcher(gated)
-    batch = ["batch"]
-    prefetcher.start(batch, some_inbound())
+    prefetcher = Prefetcher(gated, limit=4)
+    polled = events("a", "b")
+    prefetcher.add(polled)
     gated.gate.set()
     prefetcher.discard()
-    assert prefetcher.take(batch) is None
+    assert prefetcher.take(polled) is None
     prefetcher.close()
     assert gated.running == 0
