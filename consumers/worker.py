@@ -256,7 +256,7 @@ class Worker:
         return [first, *self._consumer.consume(num_messages=more, timeout=0)] if more else [first]
 
     def _process_all(self, batches: list[list[Pending]]) -> None:
-        """Process ``batches`` in order; each one's successor is encoded ahead meanwhile (one at most)."""
+        """Process ``batches`` in order; what was polled after each is encoded ahead meanwhile."""
         for index, batch in enumerate(batches):
             if self._revoked_meanwhile:  # by a poll between round trips: the new owner replays those
                 batch = self._owned(batch)
