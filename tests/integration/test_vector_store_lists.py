@@ -16,7 +16,7 @@ from support.list_protocol_cases import (
     a_pool_naming_a_deleted_product_goes_back,
 )
 
-from simstream.core.list_store import ListState, Lists, ListStore, ListWrite
+from simstream.core.list_store import Lists, ListState, ListStore, ListWrite
 from simstream.core.vector_store import Neighbor
 from simstream.schemas.codec import decode_similar_items
 
