@@ -15,6 +15,9 @@ The real worker runs in a thread of this process on private topics, group, index
    its position checks): round trips and commands per batch, FT.SEARCH commands per update.
 3. paced: updates published at 50% and 90% of that rate; freshness (Kafka record timestamp, set when
    produced, to the batch's lists being delivered and committed) p50/p99 from the worker's samples.
+   Then at each of ``paced_rates`` (updates/s, absolute): rates that do not move with the sustained
+   figure, so that the freshness of two versions, or of two runs on a noisy machine, compares at the
+   same load.
 4. encoder only: ``TransformerEncoder.encode`` on the same update texts, worker stopped; the pipeline's
    ratio to it says what Kafka, Redis and the list work cost on top of the model.
 """
@@ -280,6 +283,7 @@ def run_pipeline_bench(
     encode_budget_s: float = 120.0,
     backlog: int = 400,
     paced_seconds: float = 15.0,
+    paced_rates: Sequence[float] = (),
     seed: int = 0,
     encoder: Encoder | None = None,
 ) -> dict[str, Any]:
@@ -290,6 +294,8 @@ def run_pipeline_bench(
     """
     if backlog < 1 or paced_seconds <= 0:
         raise ValueError("backlog must be at least 1 and paced_seconds positive")
+    if not all(rate > 0 for rate in paced_rates):
+        raise ValueError(f"paced rates must be positive, got {list(paced_rates)}")
     rng = random.Random(seed)
     abt, buy = sample_catalog()
     rows: list[CatalogRow] = [*read_catalog(abt, id_prefix="abt-"), *read_catalog(buy, id_prefix="buy-")]
@@ -340,8 +346,9 @@ def run_pipeline_bench(
         with count_redis_traffic() as traffic:
             sustained = drain("saturate", saturate_events)
         result["saturate"].update(_traffic_figures(traffic, worker.stats.batches - batches_before, backlog))
-        for fraction in PACED_FRACTIONS:
-            rate = sustained * fraction
+
+        def paced(rate: float) -> dict[str, Any]:
+            nonlocal done
             events = updates(max(1, round(rate * paced_seconds)))
             first_sample = worker.stats.freshness_s.added
             started = time.monotonic()
@@ -350,12 +357,17 @@ def run_pipeline_bench(
             worker.wait_done(done)
             with worker.stats.lock:
                 samples = worker.stats.freshness_s.since(first_sample)
-            result[f"paced_{round(fraction * 100)}"] = {
+            return {
                 "target_per_s": round(rate, 2),
                 "events": len(events),
                 "achieved_per_s": round(len(events) / (time.monotonic() - started), 2),
                 "freshness": _freshness(samples),
             }
+
+        for fraction in PACED_FRACTIONS:
+            result[f"paced_{round(fraction * 100)}"] = paced(sustained * fraction)
+        if paced_rates:
+            result["paced_at"] = [paced(rate) for rate in paced_rates]
         worker.stop()
         texts = [build_text(event.product, private.text_template) for event in saturate_events if event.product]
         model.encode(texts[:32])  # warm, as the worker's first batch was
@@ -409,12 +421,13 @@ def format_pipeline_table(result: dict[str, Any]) -> str:
             f"generate {setup['generate_s']} s, write {setup['write_s']} s, lists {setup['lists_s']} s "
             f"({setup['lists_device']})"
         ]
-    for fraction in PACED_FRACTIONS:
-        row = result[f"paced_{round(fraction * 100)}"]
+    paced_rows = [(f"paced {round(f * 100)}%", result[f"paced_{round(f * 100)}"]) for f in PACED_FRACTIONS]
+    paced_rows += [("paced at", row) for row in result.get("paced_at", [])]
+    for name, row in paced_rows:
         fresh = row["freshness"]
         lines.append(
-            f"paced {round(fraction * 100)}% ({row['target_per_s']}/s): freshness p50 {fresh['p50_s']} s, "
-            f"p99 {fresh['p99_s']} s over {fresh['samples']} lists"
+            f"{name} ({row['target_per_s']}/s, achieved {row['achieved_per_s']}/s): freshness p50 "
+            f"{fresh['p50_s']} s, p99 {fresh['p99_s']} s over {fresh['samples']} lists"
         )
     lines.append(
         f"encoder only: {result['encoder_only']['items_per_s']} items/s; "

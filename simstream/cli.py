@@ -247,6 +247,7 @@ def _bench_more(args: argparse.Namespace, settings: Settings) -> int:
             result = run_pipeline_bench(
                 settings, catalog_limit=args.catalog_limit, catalog_size=args.catalog_size,
                 encode_budget_s=args.encode_budget_s, backlog=args.backlog, paced_seconds=args.paced_seconds,
+                paced_rates=args.paced_rate,
             )  # fmt: skip
         except (BenchError, ValueError) as exc:
             print(f"simstream bench pipeline: {exc}", file=sys.stderr)
@@ -359,6 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--affected", type=positive_int, default=4096, help="scoring: rows a batch is scored against")
     bench.add_argument("--backlog", type=int, default=400, help="pipeline: updates in the saturating backlog")
     bench.add_argument("--paced-seconds", type=float, default=15.0, help="pipeline: seconds per paced rate")
+    bench.add_argument(
+        "--paced-rate", type=float, action="append", default=[], metavar="UPDATES_PER_S",
+        help="pipeline: also pace at this absolute rate (repeatable): freshness at the same load in every run",
+    )  # fmt: skip
     bench.add_argument("--updates", type=int, default=200, help="refresh: updates per mode")
     bench.add_argument("--batch", type=int, default=32, help="refresh: events per batch")
     bench.add_argument("--n-items", type=int, default=512)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from simstream.bench_pipeline import run_pipeline_bench
+from simstream.bench_pipeline import format_pipeline_table, run_pipeline_bench
 from simstream.bench_redis import run_redis_bench
 from simstream.schemas.settings import Settings
 
@@ -26,11 +26,14 @@ def test_redis_bench_reports_ingest_latency_and_recall_and_cleans_up(redis_url: 
 
 def test_pipeline_bench_reports_rates_freshness_and_encoder_ratio(kafka_bootstrap: str, redis_url: str) -> None:
     settings = Settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, batch_max_wait_ms=50)
-    result = run_pipeline_bench(settings, catalog_limit=40, backlog=20, paced_seconds=2)
+    result = run_pipeline_bench(settings, catalog_limit=40, backlog=20, paced_seconds=2, paced_rates=[4.0])
     assert result["load"]["events"] == 40 and result["saturate"]["events"] == 20
     assert result["saturate"]["products_per_s"] > 0
-    for key in ("paced_50", "paced_90"):
-        fresh = result[key]["freshness"]
+    (fixed,) = result["paced_at"]  # an absolute rate: 8 updates in 2 s, whatever the sustained figure
+    assert fixed["target_per_s"] == 4.0 and fixed["events"] == 8
+    for row in (result["paced_50"], result["paced_90"], fixed):
+        fresh = row["freshness"]
         assert fresh["samples"] >= 1 and 0 < fresh["p50_s"] <= fresh["p99_s"]
+    assert "paced at (4.0/s" in format_pipeline_table(result)
     assert result["encoder_only"]["items"] == 20
     assert result["pipeline_vs_encoder"] > 0
