@@ -46,8 +46,5 @@ class DecodeMemo(Generic[T]):
         if len(held) > self._capacity:
             del held[next(iter(held))]
 
-    def forget(self, key: str) -> None:
-        self._held.pop(key, None)
-
     def __len__(self) -> int:
         return len(self._held)

@@ -218,8 +218,9 @@ def pool_members(raw: bytes | str | None) -> frozenset[str]:
     return frozenset(m for m in data if isinstance(m, str)) if isinstance(data, list) else frozenset()
 
 
-def pool_state(raw: bytes) -> tuple[Pool | None, frozenset[str]]:
-    """A stored ``pool`` field: the pool (None in an older format) and the members the rev sets hold."""
+def pool_state(raw: bytes | str | None) -> tuple[Pool | None, frozenset[str]]:
+    """A stored ``pool`` field: the pool (None: none, or an older format) and the members the rev sets
+    hold."""
     pool = decode_pool(raw)
     return pool, frozenset(pool.members()) if pool is not None else pool_members(raw)
 
@@ -457,10 +458,7 @@ class ListStore:
         pools, current = self._pools, self._current
         for i, pid in enumerate(ids):
             (revision, raw_pool), payload = replies[2 * i], replies[2 * i + 1]
-            if isinstance(raw_pool, bytes):
-                pool, members = pools.decoded(pid, raw_pool)
-            else:
-                pool, members = decode_pool(raw_pool), pool_members(raw_pool)
+            pool, members = pools.decoded(pid, raw_pool) if isinstance(raw_pool, bytes) else pool_state(raw_pool)
             states[pid] = ListState(
                 revision=int(revision) if revision is not None else 0,
                 pool=pool,
@@ -670,16 +668,14 @@ class MemoryListStore:
         return meta.clock
 
     def read_states(self, ids: Sequence[str]) -> dict[str, ListState]:
+        states: dict[str, ListState] = {}
         with self._lock:
-            return {
-                pid: ListState(
-                    revision=(meta := self._meta.get(pid, _Meta())).revision,
-                    pool=decode_pool(meta.pool),
-                    members=pool_members(meta.pool),
-                    current=decode_list(self._similar[pid]) if pid in self._similar else None,
-                )
-                for pid in ids
-            }
+            for pid in ids:
+                meta = self._meta.get(pid, _Meta())
+                pool, members = pool_state(meta.pool)
+                current = decode_list(self._similar[pid]) if pid in self._similar else None
+                states[pid] = ListState(revision=meta.revision, pool=pool, members=members, current=current)
+        return states
 
     def prepare(self, proposals: Mapping[str, PoolProposal], *, watch: Sequence[str] = ()) -> Prepared:
         prepared = _call_prepare(proposals, self._prepare_one, self._clock)
