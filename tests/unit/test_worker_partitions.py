@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
+from support.fake_records import FakeMessage
 
 from simstream.consumers.worker import Worker, record_age
 from simstream.producers.topics import KafkaAccessError
@@ -30,23 +31,6 @@ class FakeConsumer:
 
     def seek(self, partition: TopicPartition) -> None:
         self.seeks.append((partition.topic, partition.partition, partition.offset))
-
-
-class FakeMessage:
-    def __init__(self, topic: str, partition: int, offset: int) -> None:
-        self._where = (topic, partition, offset)
-
-    def error(self) -> None:
-        return None
-
-    def topic(self) -> str:
-        return self._where[0]
-
-    def partition(self) -> int:
-        return self._where[1]
-
-    def offset(self) -> int:
-        return self._where[2]
 
 
 def bare_worker(consumer: FakeConsumer) -> Worker:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from confluent_kafka import TopicPartition
+from support.fake_records import FakeMessage
 
 from simstream.consumers.worker import Worker
 from simstream.core.pipeline import BatchResult, Inbound, Prefetched
@@ -22,25 +23,18 @@ from simstream.schemas.settings import Settings
 TOPIC = "products"
 
 
-class Record:
+class Record(FakeMessage):
+    """A product event of ``sku-{partition}-{offset}``, as the worker decodes it."""
+
     def __init__(self, partition: int, offset: int) -> None:
-        self._where = (partition, offset)
-        self._value = encode_event(product_event(f"sku-{partition}-{offset}", 1, {"title": f"Lamp {offset}"}))
+        super().__init__(TOPIC, partition, offset)
+        self._value = encode_event(product_event(self._sku(), 1, {"title": f"Lamp {offset}"}))
 
-    def error(self) -> None:
-        return None
-
-    def topic(self) -> str:
-        return TOPIC
-
-    def partition(self) -> int:
-        return self._where[0]
-
-    def offset(self) -> int:
-        return self._where[1]
+    def _sku(self) -> str:
+        return f"sku-{self.partition()}-{self.offset()}"
 
     def key(self) -> bytes:
-        return f"sku-{self._where[0]}-{self._where[1]}".encode()
+        return self._sku().encode()
 
     def value(self) -> bytes:
         return self._value
