@@ -261,11 +261,12 @@ def _call_prepare(proposals: Mapping[str, PoolProposal], run: Callable[[str, Poo
     return prepared
 
 
-def _membership_change(proposal: PoolProposal) -> tuple[list[str], list[str]]:
-    """(members leaving, members entering) the rev sets, from the state the pool was computed from."""
-    new = set(proposal.pool.members())
+def _membership_change(proposal: PoolProposal) -> tuple[list[str], list[str], frozenset[str]]:
+    """(members leaving, members entering) the rev sets, from the state the pool was computed from, and
+    the members of the new pool."""
+    new = frozenset(proposal.pool.members())
     old = proposal.state.members
-    return sorted(old - new), sorted(new - old)
+    return sorted(old - new), sorted(new - old), new
 
 
 def _checked_members(pid: str, proposal: PoolProposal, entering: Sequence[str]) -> dict[str, int]:
@@ -474,12 +475,12 @@ class ListStore:
         if not proposals and not watch:
             return Prepared()
         pipe = self._client.pipeline(transaction=False)
-        encoded: dict[str, bytes] = {}
+        stored: dict[str, tuple[bytes, frozenset[str]]] = {}  # the pool's bytes and members, per list
         for pid, proposal in proposals.items():
-            leaving, entering = _membership_change(proposal)
+            leaving, entering, members = _membership_change(proposal)
             checked = _checked_members(pid, proposal, entering)
             current = proposal.state.current
-            encoded[pid] = encode_pool(proposal.pool)
+            stored[pid] = (encode_pool(proposal.pool), members)
             self._prepare_script(
                 keys=[
                     self.keys.list_meta(pid),
@@ -490,7 +491,7 @@ class ListStore:
                     self.keys.rev_prefix,
                     pid,
                     proposal.state.revision,
-                    encoded[pid],
+                    stored[pid][0],
                     repr(proposal.pool.bound),
                     proposal.mode,
                     "" if current is None else current.list_version,
@@ -512,7 +513,8 @@ class ListStore:
         def outcome(pid: str, proposal: PoolProposal) -> tuple[int, int]:
             code, version = next(replies)
             if code in (EMIT, UNCHANGED):  # stored: the next read of this pool returns these bytes
-                self._pools.remember(pid, encoded[pid], (proposal.pool, frozenset(proposal.pool.members())))
+                raw, members = stored[pid]
+                self._pools.remember(pid, raw, (proposal.pool, members))
             return int(code), int(version) if code == EMIT else 0
 
         prepared = _call_prepare(proposals, outcome, self._clock)
@@ -683,7 +685,7 @@ class MemoryListStore:
         return prepared
 
     def _prepare_one(self, pid: str, proposal: PoolProposal) -> tuple[int, int]:
-        leaving, entering = _membership_change(proposal)
+        leaving, entering, _ = _membership_change(proposal)
         checked = _checked_members(pid, proposal, entering)
         with self._lock:
             if proposal.check_owner and self._version(pid) is None:
