@@ -17,6 +17,9 @@ Redis, but an exactly-once transaction commits *after* Redis and may have aborte
 
 - a replayed upsert is always relisted (its own list recomputed and emitted again);
 - a replayed delete of a product that is gone is always tombstoned again;
+- a replay outranked in its batch by a newer version of the same product (a restarted worker reads
+  both at once) still counts: the newer write, even a metadata-only one, redoes the reverse list work
+  (the pools the replayed vector entered may be prepared but not current, or current but unemitted);
 - a batch holding any replay emits every list it recomputes, even one equal to Redis: the run that
   made it current may have had its records aborted.
 
@@ -235,6 +238,11 @@ class Pipeline:
             else:
                 writes_needed.append(item)
 
+        # Replays that a newer version of the same product outranks in this batch: the newer version may
+        # move no vector (a metadata-only update), so only the replay tells that the first run's list work
+        # (the pools its vector entered, their records) may be lost. Redone as for a replay (below).
+        superseded = replays_superseded(batch, newest, states)
+
         self._write_shadow(newest, states, result)
         writes = self._embed(writes_needed, states, result, cached)
         outcomes = self._store.upsert_results(writes)
@@ -262,10 +270,11 @@ class Pipeline:
             if self._first_load is not None and (changed or gone):
                 self._first_load.note_writes()
             return result
-        replayed = bool(relist or retombstone)
+        replayed = bool(relist or retombstone or superseded)
         # Only a new vector can move a product into or out of other lists; a replay may have lost that work.
         owners = {w.product_id: _owner(w) for w in applied if w.embedding is not None}
-        owners.update(self._refresher.read_owners(relist))
+        lost_work = [pid for pid in changed if pid in superseded and pid not in owners]
+        owners.update(self._refresher.read_owners([*relist, *lost_work]))
         own_only = [pid for pid in own if pid not in owners]
         try:
             refreshed = self._refresher.refresh(
@@ -409,6 +418,19 @@ class Pipeline:
 def _owner(write: ProductWrite) -> Owner:
     assert write.embedding is not None
     return Owner(write.embedding, write.version, write.text, write.category)
+
+
+def replays_superseded(
+    batch: Iterable[Inbound], newest: Mapping[str, Inbound], states: Mapping[str, StoredState | None]
+) -> set[str]:
+    """Products with an event at the version Redis holds (a replay) and a newer one in the same batch."""
+    found: set[str] = set()
+    for item in batch:
+        product_id, version = item.event.product_id, item.event.version
+        state = states.get(product_id)
+        if state is not None and version == state.version < newest[product_id].event.version:
+            found.add(product_id)
+    return found
 
 
 def newest_per_product(batch: Iterable[Inbound]) -> dict[str, Inbound]:
