@@ -4,7 +4,8 @@ Keys (per product Q, core/redis_keys): ``similar:{Q}`` holds the exact JSON emit
 topic (``similar-items.v1``: a storefront reads a list with one GET); ``listmeta:{Q}`` holds the
 pool (core/pools) and the counters below; ``rev:{M}`` is the set of products whose pool holds M;
 ``kth`` on Q's product hash is the pool's bound, indexed so that reverse searches find the pools a
-changed product may enter (core/pool_refresh).
+changed product may enter (core/pool_refresh); ``dropped:{M}`` remembers, for a while, the pools
+that held M when a batch deleted it (the replay of that delete re-emits them).
 
 The protocol (ARCHITECTURE.md, "The list protocol"):
 
@@ -59,6 +60,11 @@ from simstream.schemas.similar_items import SIMILAR_ITEMS_SCHEMA
 # Lists whose last read or written pool and current list stay decoded (core/decode_memo): about 20 KB
 # each. A worker's batches keep reading the lists they wrote; beyond this the oldest are decoded again.
 DECODE_MEMO_LISTS: Final = 10_000
+
+# How long ``dropped:{id}`` remembers the lists that held a deleted product: a replay of the delete
+# (a worker killed before its records were committed) re-emits them. Replays come within minutes;
+# a week covers a stream that stood still for days, and bounds what deletes leave behind.
+DROPPED_HOLDERS_TTL_S: Final = 7 * 24 * 3600
 
 # Scores are rounded in the stored/emitted JSON: stable bytes, and no float32 noise on the wire.
 SCORE_DECIMALS: Final = 6
@@ -468,13 +474,28 @@ class ListStore:
             )
         return states
 
-    def prepare(self, proposals: Mapping[str, PoolProposal], *, watch: Sequence[str] = ()) -> Prepared:
+    def prepare(
+        self,
+        proposals: Mapping[str, PoolProposal],
+        *,
+        watch: Sequence[str] = (),
+        deleted_holders: Mapping[str, Iterable[str]] | None = None,
+    ) -> Prepared:
         """Store each proposed pool if its list's pool did not move, and version the lists to emit, in
         one round trip. Nothing becomes current: :meth:`commit` does that once they were delivered.
-        ``watch``: string keys read in the same round trip, after the PREPAREs (``Prepared.watched``)."""
+        ``watch``: string keys read in the same round trip, after the PREPAREs (``Prepared.watched``).
+        ``deleted_holders``: per product the batch deleted, the lists whose pool held it; added to its
+        ``dropped:{id}`` before the PREPAREs take it out of those pools (and its ``rev:{id}`` empties),
+        so that a replay of the delete finds them again."""
         if not proposals and not watch:
             return Prepared()
         pipe = self._client.pipeline(transaction=False)
+        remembered = 0
+        for gone, holders in (deleted_holders or {}).items():
+            if listed := list(holders):
+                pipe.sadd(self.keys.dropped(gone), *listed)
+                pipe.expire(self.keys.dropped(gone), DROPPED_HOLDERS_TTL_S)
+                remembered += 2
         stored: dict[str, tuple[bytes, frozenset[str]]] = {}  # the pool's bytes and members, per list
         for pid, proposal in proposals.items():
             leaving, entering, members = _membership_change(proposal)
@@ -508,7 +529,7 @@ class ListStore:
             pipe.get(key)
         with redis_errors(f"prepare {len(proposals)} list(s)"):
             results = pipe.execute()
-        replies = iter(results)
+        replies = iter(results[remembered:])
 
         def outcome(pid: str, proposal: PoolProposal) -> tuple[int, int]:
             code, version = next(replies)

@@ -24,9 +24,9 @@ Redis, but an exactly-once transaction commits *after* Redis and may have aborte
   made it current may have had its records aborted.
 
 At-least-once sees duplicates on replay (allowed there); exactly-once sees the re-run's records only.
-Known gap: the lists that dropped a deleted product are found through ``rev:{id}``, which the first run
-already emptied; if that run's transaction aborted, those lists are right in Redis but their refreshed
-records only reach the topic with their next change.
+The lists that dropped a deleted product are found through ``rev:{id}``, which the first run emptied:
+its PREPARE round trip also kept them in ``dropped:{id}`` (core/list_store), which a replayed delete
+reads as well.
 """
 
 from __future__ import annotations

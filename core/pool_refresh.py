@@ -157,7 +157,9 @@ class PoolRefresher:
         counts = outcome.counts
         pause = between or _nothing
         self._profiles.clear()
-        own_states, own_hits, holders, lowest = self._discover(moved, [*gone] if reverse else [], counts)
+        own_states, own_hits, holders, deleted_holders, lowest = self._discover(
+            moved, [*gone] if reverse else [], counts
+        )
         pause()
         affected: set[str] = set(own_only)
         if reverse:
@@ -181,7 +183,8 @@ class PoolRefresher:
                 pause()
             if not proposals:
                 break
-            prepared = self._prepare(proposals, counts)
+            prepared = self._prepare(proposals, counts, deleted_holders)
+            deleted_holders = {}  # remembered by the first PREPARE round trip
             pause()
             ready.update(prepared.ready)
             counts.conflicts += len(prepared.retry)
@@ -209,13 +212,15 @@ class PoolRefresher:
             return dense
         return profile_pair_score(self._profile(owner.text), self._profile(other_text), dense, weights)
 
-    def _prepare(self, proposals: Mapping[str, PoolProposal], counts: RefreshCounts) -> Prepared:
+    def _prepare(
+        self, proposals: Mapping[str, PoolProposal], counts: RefreshCounts, deleted_holders: Mapping[str, set[str]]
+    ) -> Prepared:
         counts.round_trips += 1
         # terms:current and the model generations are read with the PREPAREs: if either moved, these
         # pools may hold scores of the old snapshot or model, which the bulk pass the switch asked for
         # must recompute (core/terms, core/generations).
         watch = [self._keys.terms_current] + ([] if self._generations is None else [self._generations.key])
-        prepared = self._lists.prepare(proposals, watch=watch)
+        prepared = self._lists.prepare(proposals, watch=watch, deleted_holders=deleted_holders)
         expected = None if self._policy.terms is None else self._policy.terms.version
         if prepared.watched[0] != expected:
             raise ScoringMoved(f"the term statistics moved from {expected} to {prepared.watched[0]}")
@@ -228,10 +233,13 @@ class PoolRefresher:
 
     def _discover(
         self, moved: Mapping[str, Owner], gone: Sequence[str], counts: RefreshCounts
-    ) -> tuple[dict[str, ListState], dict[str, list[_Hit]], set[str], float | None]:
+    ) -> tuple[dict[str, ListState], dict[str, list[_Hit]], set[str], dict[str, set[str]], float | None]:
+        """Per moved product its pool state and KNN hits; the lists holding a moved or gone product
+        (``rev:``, and for a gone one ``dropped:``: the lists an earlier run of its delete took it out
+        of, re-emitted when this is a replay); per gone product the lists now holding it; the lowest bound."""
         ids = list(moved)
         if not ids and not gone:
-            return {}, {}, set(), None
+            return {}, {}, set(), {}, None
         pipe = self._client.pipeline(transaction=False)
         self._lists.queue_state_reads(pipe, ids)  # before the searches: compare-and-set order
         for pid in ids:
@@ -239,6 +247,8 @@ class PoolRefresher:
         watched = [*ids, *gone]
         for pid in watched:
             pipe.smembers(self._keys.rev(pid))
+        for pid in gone:
+            pipe.smembers(self._keys.dropped(pid))
         if ids:
             command(pipe,
                 "FT.SEARCH", self._index, FULL_POOLS_QUERY,
@@ -250,13 +260,17 @@ class PoolRefresher:
         states = self._lists.parse_states(ids, replies[: 2 * len(ids)])
         rest = replies[2 * len(ids) :]
         hits = {pid: self._hits(pid, reply) for pid, reply in zip(ids, rest[: len(ids)], strict=True)}
-        rev_replies = rest[len(ids) : len(ids) + len(watched)]
+        rev_replies = rest[len(ids) : len(ids) + len(watched) + len(gone)]  # rev: of each, then dropped:
         holders = {text(member) for members in rev_replies for member in members}
+        deleted_holders = {
+            pid: {text(member) for member in members}
+            for pid, members in zip(gone, rev_replies[len(ids) : len(watched)], strict=True)
+        }
         lowest: float | None = None
         if ids:
             found = parse_search(rest[-1]).hits
             lowest = float(found[0].fields["kth"]) if found else None
-        return states, hits, holders, lowest
+        return states, hits, holders, deleted_holders, lowest
 
     def _queue_knn(self, pipe: Any, owner: Owner) -> None:
         fetch = self._reach + 1  # the product itself is usually its own nearest neighbour

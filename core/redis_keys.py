@@ -83,6 +83,11 @@ class RedisKeys:
         """SET: the products whose current list was ranked from a pool holding ``product_id``."""
         return f"{self.prefix}rev:{product_id}"
 
+    def dropped(self, product_id: str) -> str:
+        """SET, expiring: the products whose pool held ``product_id`` when a batch deleted it, for a
+        replay of that delete (the first run emptied ``rev:{id}``; core/list_store)."""
+        return f"{self.prefix}dropped:{product_id}"
+
     @property
     def generations(self) -> str:
         """STRING ``<live>`` or ``<live>,<shadow>``: the model generations in use (core/generations)."""
