@@ -3,8 +3,9 @@
 Keys (per product Q, core/redis_keys): ``similar:{Q}`` holds the exact JSON emitted to the output
 topic (``similar-items.v1``: a storefront reads a list with one GET); ``listmeta:{Q}`` holds the
 pool (core/pools) and the counters below; ``rev:{M}`` is the set of products whose pool holds M;
-``kth`` on Q's product hash is the pool's bound, indexed so that reverse searches find the pools a
-changed product may enter (core/pool_refresh); ``dropped:{M}`` remembers, for a while, the pools
+``kth`` on Q's product hash is a lower bound of the pool's bound (it lags rises by up to
+:data:`KTH_LAG`), indexed so that reverse searches find the pools a changed product may enter
+(core/pool_refresh); ``dropped:{M}`` remembers, for a while, the pools
 that held M when a batch deleted it (the replay of that delete re-emits them).
 
 The protocol (ARCHITECTURE.md, "The list protocol"):
@@ -65,6 +66,12 @@ DECODE_MEMO_LISTS: Final = 10_000
 # (a worker killed before its records were committed) re-emits them. Replays come within minutes;
 # a week covers a stream that stood still for days, and bounds what deletes leave behind.
 DROPPED_HOLDERS_TTL_S: Final = 7 * 24 * 3600
+
+# How far the indexed ``kth`` may lag below a pool's bound before PREPARE writes it: every write to
+# the product hash re-indexes all of it, its vector too, and most bound changes are small rises. A
+# lower ``kth`` stays safe (no outsider scores above it); reverse searches only find a few more
+# candidates, whose exact scores then turn them away (core/pool_refresh).
+KTH_LAG: Final = 0.005
 
 # Scores are rounded in the stored/emitted JSON: stable bytes, and no float32 noise on the wire.
 SCORE_DECIMALS: Final = 6
@@ -323,6 +330,7 @@ end
 # here, not declared: see ARCHITECTURE.md ("Redis Cluster") for what that means for a cluster.
 PREPARE_POOL: Final = (
     _NEXT_VERSION
+    + f"local KTH_LAG = {KTH_LAG!r}\n"
     + """
 if ARGV[8] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then
   return {-3, ''}
@@ -347,10 +355,15 @@ for i = 11 + leaving, 10 + leaving + entering do
   redis.call('SADD', ARGV[1] .. ARGV[i], ARGV[2])
 end
 redis.call('HSET', KEYS[1], 'pool', ARGV[4], 'revision', revision + 1)
--- kth is indexed: any write to the product hash re-indexes all of it, its vector too (~0.5 ms), so
--- only a bound that changed is written (most updates move a member's score, not the bound).
-if redis.call('EXISTS', KEYS[2]) == 1 and redis.call('HGET', KEYS[2], 'kth') ~= ARGV[5] then
-  redis.call('HSET', KEYS[2], 'kth', ARGV[5])
+-- kth is indexed: any write to the product hash re-indexes all of it, its vector too, so it is written
+-- only when it must be (missing, or above the bound: an outsider in between would be missed) or when
+-- the bound rose more than KTH_LAG above it (below that, a few more reverse candidates cost less).
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local indexed = tonumber(redis.call('HGET', KEYS[2], 'kth'))
+  local bound = tonumber(ARGV[5])
+  if indexed == nil or bound < indexed or bound > indexed + KTH_LAG then
+    redis.call('HSET', KEYS[2], 'kth', ARGV[5])
+  end
 end
 local committed = tonumber(meta[2]) or -1
 local pending = tonumber(meta[3]) or -1

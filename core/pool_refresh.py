@@ -410,9 +410,12 @@ class PoolRefresher:
             if updated is None:
                 search[qid] = owner  # the slack ran out
                 continue
-            proposals[qid] = self._proposal(
+            proposal = self._proposal(
                 qid, owner, state, updated, moved_versions, own=qid in forced_own, emit_all=emit_all
             )
+            if not changes and proposal.mode == "same":
+                continue  # a candidate only by its lagging kth: pool and list stay as they are
+            proposals[qid] = proposal
         proposals.update(self._searched(search, counts, own=False, emit_all=emit_all, forced=forced_own))
         return proposals
 

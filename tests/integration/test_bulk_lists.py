@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 import pytest
+from support.pipelines import pipeline_for
 from support.streaming import event, stream_settings
 
 from simstream.core.audit import Thresholds, threshold_failures
@@ -15,10 +16,7 @@ from simstream.core.bulk_lists import build_all_lists
 from simstream.core.encoder import TransformerEncoder
 from simstream.core.list_store import ListStore, StoredList
 from simstream.core.namespace import clear_redis_namespace
-from simstream.core.pipeline import Pipeline
-from simstream.core.redis_client import make_redis_client
 from simstream.core.similarity import SimilarityPolicy
-from simstream.core.vector_store import RedisVectorStore
 from simstream.demo import sample_catalog
 from simstream.producers.catalog import read_catalog
 from simstream.schemas.settings import Settings
@@ -45,17 +43,6 @@ def namespaces(redis_url: str, unique_name: str) -> Iterator[tuple[Settings, Set
     yield made[0], made[1]
     for settings in made:
         clear_redis_namespace(settings)
-
-
-def pipeline_for(settings: Settings, encoder: TransformerEncoder) -> tuple[Pipeline, RedisVectorStore, ListStore]:
-    client = make_redis_client(settings)
-    store = RedisVectorStore.from_settings(settings, client)
-    store.ensure_index(encoder.dim, encoder.model_id)
-    lists = ListStore.from_settings(settings, client)
-    pipeline = Pipeline(
-        encoder, store, lists, SimilarityPolicy.from_settings(settings), text_template=settings.text_template
-    )
-    return pipeline, store, lists
 
 
 def exact(settings: Settings) -> bool:

@@ -4,11 +4,11 @@ aborted with the transaction). Each test ends with every list exact in Redis and
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
+from support.pipelines import pipeline_for, process
 from support.streaming import event, stream_settings
 
 from simstream.core.audit import Thresholds, threshold_failures
@@ -16,9 +16,6 @@ from simstream.core.encoder import TransformerEncoder
 from simstream.core.list_store import ListStore
 from simstream.core.namespace import clear_redis_namespace
 from simstream.core.pipeline import BatchResult, Pipeline
-from simstream.core.redis_client import make_redis_client
-from simstream.core.similarity import SimilarityPolicy
-from simstream.core.vector_store import RedisVectorStore
 from simstream.demo import sample_catalog
 from simstream.producers.catalog import read_catalog
 from simstream.schemas.events import ProductEvent
@@ -38,21 +35,6 @@ def settings(redis_url: str, unique_name: str) -> Iterator[Settings]:
     clear_redis_namespace(made)
 
 
-def worker_pipeline(settings: Settings, encoder: TransformerEncoder) -> Pipeline:
-    """A pipeline as a (re)started worker builds it: its own clients, nothing remembered."""
-    client = make_redis_client(settings)
-    store = RedisVectorStore.from_settings(settings, client)
-    store.ensure_index(encoder.dim, encoder.model_id)
-    lists = ListStore.from_settings(settings, client)
-    return Pipeline(
-        encoder, store, lists, SimilarityPolicy.from_settings(settings), text_template=settings.text_template
-    )
-
-
-def run(pipeline: Pipeline, events: Sequence[ProductEvent]) -> BatchResult:
-    return pipeline.process([pipeline.prepare(e, time.time()) for e in events])
-
-
 Topic = dict[str, bytes | None]  # the output topic's last committed value per key (None: a tombstone)
 KILLED = ["after_prepare", "after_lists_current"]
 
@@ -69,14 +51,14 @@ def delivered(topic: Topic, result: BatchResult) -> None:
 
 def load(pipeline: Pipeline, products: Mapping[str, dict[str, Any]], ids: Sequence[str], topic: Topic) -> None:
     for start in range(0, len(ids), 20):
-        result = run(pipeline, [event(pid, 1, products[pid]) for pid in ids[start : start + 20]])
+        result = process(pipeline, [event(pid, 1, products[pid]) for pid in ids[start : start + 20]])
         pipeline.commit(result)
         delivered(topic, result)
 
 
 def killed_batch(pipeline: Pipeline, events: Sequence[ProductEvent], killed: str) -> BatchResult:
     """A batch processed by a worker killed before its records were committed."""
-    lost = run(pipeline, events)
+    lost = process(pipeline, events)
     if killed == "after_lists_current":
         pipeline.commit(lost)  # current in Redis, but the transaction with its records aborted
     return lost
@@ -97,7 +79,7 @@ def test_a_replay_superseded_in_its_batch_still_redoes_the_lost_list_work(
     products = catalog()
     ids = list(products)
     topic: Topic = {}
-    first = worker_pipeline(settings, default_encoder)
+    first = pipeline_for(settings, default_encoder)[0]
     load(first, products, ids[:CATALOG], topic)
 
     # The killed batch creates products that enter lists of existing products.
@@ -108,8 +90,8 @@ def test_a_replay_superseded_in_its_batch_still_redoes_the_lost_list_work(
     # The restarted worker reads the replay and, in the same batch, a price change of each new product:
     # those move no vector, so only the replay tells that the pools the new products entered may be behind.
     repriced = [event(pid, 2, {**products[pid], "price": 1.0 + i}) for i, pid in enumerate(ids[CATALOG:])]
-    restarted = worker_pipeline(settings, default_encoder)
-    result = run(restarted, [*created, *repriced])
+    restarted = pipeline_for(settings, default_encoder)[0]
+    result = process(restarted, [*created, *repriced])
     restarted.commit(result)
     delivered(topic, result)
     assert_exact_and_delivered(settings, ids, topic)
@@ -123,7 +105,7 @@ def test_a_replayed_delete_redoes_the_lists_that_dropped_the_product(
     products = catalog()
     ids = list(products)
     topic: Topic = {}
-    first = worker_pipeline(settings, default_encoder)
+    first = pipeline_for(settings, default_encoder)[0]
     load(first, products, ids, topic)
 
     # The killed batch deletes products that sit in other lists: their pools drop them (rev: empties).
@@ -134,8 +116,8 @@ def test_a_replayed_delete_redoes_the_lists_that_dropped_the_product(
     replayed = list(deletes)
     if recreated:  # and the restart reads them again at once, as other products (other vectors)
         replayed += [event(pid, 3, products[other]) for pid, other in zip(ids[:NEW], ids[-NEW:], strict=True)]
-    restarted = worker_pipeline(settings, default_encoder)
-    result = run(restarted, replayed)
+    restarted = pipeline_for(settings, default_encoder)[0]
+    result = process(restarted, replayed)
     restarted.commit(result)
     delivered(topic, result)
     assert_exact_and_delivered(settings, ids, topic)

@@ -16,7 +16,8 @@ from support.list_protocol_cases import (
     a_pool_naming_a_deleted_product_goes_back,
 )
 
-from simstream.core.list_store import Lists, ListState, ListStore, ListWrite
+from simstream.core.list_store import KTH_LAG, Lists, ListState, ListStore, ListWrite, PoolProposal
+from simstream.core.pools import COMPLETE, Pool
 from simstream.core.vector_store import Neighbor
 from simstream.schemas.codec import decode_similar_items
 
@@ -67,6 +68,28 @@ def test_a_member_written_since_it_was_scored_goes_back(lists: ListStore, redis_
     a_member_written_since_it_was_scored_goes_back(
         lists, lambda pid, version: redis_client.hset(lists.keys.product(pid), "version", version)
     )
+
+
+def test_kth_is_written_when_the_bound_falls_below_it_or_rises_past_the_lag(
+    lists: ListStore, redis_client: redis.Redis
+) -> None:
+    """kth (indexed: a write re-indexes the product's vector too) may lag below the bound, never above."""
+    store_members(lists, redis_client, ("p", "a"))
+
+    def indexed_after(bound: float) -> float:
+        state = lists.read_states(["p"])["p"]
+        pool = Pool((("a", 0.9, 0.9),), bound, 1)
+        items = [Neighbor("a", 0.9)]
+        proposal = PoolProposal(state, pool, items, 1, MODEL, check_owner=False, member_versions={"a": MEMBER_VERSION})
+        assert lists.prepare({"p": proposal}).retry == []
+        return float(redis_client.hget(lists.keys.product("p"), "kth"))
+
+    assert indexed_after(0.5) == 0.5  # none yet
+    assert indexed_after(0.5 + KTH_LAG / 2) == 0.5  # a small rise: the lower value stays
+    assert indexed_after(0.5 + 2 * KTH_LAG) == 0.5 + 2 * KTH_LAG  # past the lag
+    assert indexed_after(0.4) == 0.4  # a fall, however small, at once
+    assert indexed_after(0.4 - KTH_LAG / 10) == 0.4 - KTH_LAG / 10
+    assert indexed_after(COMPLETE) == COMPLETE
 
 
 def test_the_list_clock_passes_a_lost_past(lists: ListStore, redis_client: redis.Redis) -> None:
