@@ -11,8 +11,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import hiredis
 import redis
+from redis._parsers.encoders import Encoder
 from redis.client import Pipeline
+from redis.connection import PythonRespSerializer
 
 from simstream.core.errors import StoreAuthError, StoreError, StoreUnavailableError
 from simstream.schemas.settings import Settings
@@ -30,6 +33,36 @@ AUTH_REDIS_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.AuthenticationWrongNumberOfArgsError,
 )
 CREDENTIALS_HINT = "check SIMSTREAM_REDIS_USERNAME / SIMSTREAM_REDIS_PASSWORD (or the user-info of SIMSTREAM_REDIS_URL)"
+
+
+class DirectPacker:
+    """Packs a command with hiredis straight from its arguments (redis-py's ``command_packer`` hook).
+
+    redis-py's own serializer first encodes every argument in Python (about 0.5 µs each), and one batch's
+    list work sends some 9,000 commands of about 8 arguments. hiredis writes a str as UTF-8 and a number
+    as ``repr`` does, which is what redis-py sends, so the bytes are the same (tests/unit/test_redis_packer.py)
+    in a quarter of the time. What hiredis refuses (a bool, a bytearray) goes to redis-py's serializer,
+    which packs it or raises its usual DataError.
+    """
+
+    def __init__(self) -> None:
+        # The client's encoding: decode_responses=False and redis-py's defaults (UTF-8, strict).
+        encoder = Encoder("utf-8", "strict", False)  # type: ignore[no-untyped-call]
+        self._fallback = PythonRespSerializer(6000, encoder.encode)
+
+    def pack(self, *args: Any) -> list[bytes]:
+        first = args[0]
+        # redis-py's methods name some commands in one string ("CONFIG GET"): split, as redis-py does.
+        if (isinstance(first, str) and " " in first) or (isinstance(first, bytes) and b" " in first):
+            args = (*first.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError:
+            packed: list[bytes] = self._fallback.pack(*args)  # type: ignore[no-untyped-call]
+            return packed
+
+
+DIRECT_PACKER = DirectPacker()
 
 
 def make_redis_client(settings: Settings) -> redis.Redis:
@@ -51,6 +84,7 @@ def make_redis_client(settings: Settings) -> redis.Redis:
     if settings.redis_password is not None:
         credentials["password"] = settings.redis_password.get_secret_value()
     client.connection_pool.connection_kwargs.update(credentials)
+    client.connection_pool.connection_kwargs["command_packer"] = DIRECT_PACKER
     return client
 
 
