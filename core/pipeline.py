@@ -25,8 +25,8 @@ Redis, but an exactly-once transaction commits *after* Redis and may have aborte
 
 At-least-once sees duplicates on replay (allowed there); exactly-once sees the re-run's records only.
 The lists that dropped a deleted product are found through ``rev:{id}``, which the first run emptied:
-its PREPARE round trip also kept them in ``dropped:{id}`` (core/list_store), which a replayed delete
-reads as well.
+its PREPARE round trip also kept them in ``dropped:{id}`` (core/list_store), which the list work reads
+for every deleted or changed product (a replayed delete may be outranked by a re-create).
 """
 
 from __future__ import annotations

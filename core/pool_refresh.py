@@ -235,8 +235,8 @@ class PoolRefresher:
         self, moved: Mapping[str, Owner], gone: Sequence[str], counts: RefreshCounts
     ) -> tuple[dict[str, ListState], dict[str, list[_Hit]], set[str], dict[str, set[str]], float | None]:
         """Per moved product its pool state and KNN hits; the lists holding a moved or gone product
-        (``rev:``, and for a gone one ``dropped:``: the lists an earlier run of its delete took it out
-        of, re-emitted when this is a replay); per gone product the lists now holding it; the lowest bound."""
+        (``rev:``, and ``dropped:``: the lists an earlier run of its delete took it out of, re-emitted
+        when this is a replay); per gone product the lists now holding it; the lowest bound."""
         ids = list(moved)
         if not ids and not gone:
             return {}, {}, set(), {}, None
@@ -247,7 +247,7 @@ class PoolRefresher:
         watched = [*ids, *gone]
         for pid in watched:
             pipe.smembers(self._keys.rev(pid))
-        for pid in gone:
+        for pid in watched:  # a moved one too: a replayed delete outranked by a re-create in its batch
             pipe.smembers(self._keys.dropped(pid))
         if ids:
             command(pipe,
@@ -260,7 +260,7 @@ class PoolRefresher:
         states = self._lists.parse_states(ids, replies[: 2 * len(ids)])
         rest = replies[2 * len(ids) :]
         hits = {pid: self._hits(pid, reply) for pid, reply in zip(ids, rest[: len(ids)], strict=True)}
-        rev_replies = rest[len(ids) : len(ids) + len(watched) + len(gone)]  # rev: of each, then dropped:
+        rev_replies = rest[len(ids) : len(ids) + 2 * len(watched)]  # rev: of each, then dropped: of each
         holders = {text(member) for members in rev_replies for member in members}
         deleted_holders = {
             pid: {text(member) for member in members}
