@@ -108,6 +108,17 @@ def small_stream(kafka_bootstrap: str, redis_url: str, unique_name: str) -> Iter
     clear_redis_namespace(configured)
 
 
+@pytest.fixture
+def small_pools(redis_url: str, unique_name: str) -> Iterator[Settings]:
+    """A private Redis namespace (no topics) on an exact FLAT index with small pools, 8 + 4 slack: in a
+    catalog of a few dozen products a change touches some lists, not every one. Cleared after."""
+    configured = stream_settings(
+        "127.0.0.1:1", redis_url, unique_name, vector_algorithm="FLAT", top_k=8, rerank_candidates=8, pool_slack=4
+    )
+    yield configured
+    clear_redis_namespace(configured)
+
+
 class TopicFactory(Protocol):
     def __call__(self, name: str, partitions: int = 1, config: dict[str, str] | None = None) -> str: ...
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 import pytest
-from support.pipelines import pipeline_for
+from support.pipelines import commit_in_batches, pipeline_for
 from support.streaming import event, stream_settings
 
 from simstream.core.audit import Thresholds, threshold_failures
@@ -63,9 +63,7 @@ def test_a_bulk_load_builds_the_lists_the_incremental_path_emits(
 
     # The incremental path: the catalog streamed in, batch by batch, each batch's lists delivered.
     pipeline, _, inc_lists = pipeline_for(incremental, default_encoder)
-    for start in range(0, len(events), 16):
-        result = pipeline.process([pipeline.prepare(e, time.time()) for e in events[start : start + 16]])
-        pipeline.commit(result)
+    commit_in_batches(pipeline, events, 16)
 
     # The bulk path: the same products written with no list work, then every list at once.
     pipeline, store, bulk_lists = pipeline_for(bulk, default_encoder)

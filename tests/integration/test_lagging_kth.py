@@ -4,19 +4,15 @@ a pool that no change alters is not written again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from support.pipelines import pipeline_for, process
-from support.streaming import event, stream_settings
+from support.pipelines import commit_in_batches, pipeline_for, process
+from support.streaming import event
 
+from simstream.chaos import abt_buy_products
 from simstream.core.audit import Thresholds, threshold_failures
 from simstream.core.encoder import TransformerEncoder
-from simstream.core.namespace import clear_redis_namespace
 from simstream.core.pools import COMPLETE
 from simstream.core.redis_client import make_redis_client
-from simstream.demo import sample_catalog
-from simstream.producers.catalog import read_catalog
 from simstream.schemas.settings import Settings
 from simstream.verify import run_verify
 
@@ -27,25 +23,14 @@ EDITED = 6
 LAG = 0.3  # far more than PREPARE ever leaves: most pools near an edited product become candidates
 
 
-@pytest.fixture
-def settings(redis_url: str, unique_name: str) -> Iterator[Settings]:
-    # A small pool (8 + 4 slack) out of 60 products: bounds are real, so a lower kth admits outsiders.
-    made = stream_settings(
-        "127.0.0.1:1", redis_url, unique_name, vector_algorithm="FLAT", top_k=8, rerank_candidates=8, pool_slack=4
-    )
-    yield made
-    clear_redis_namespace(made)
-
-
 def test_candidates_of_a_lagging_kth_are_scored_and_turned_away(
-    settings: Settings, default_encoder: TransformerEncoder
+    small_pools: Settings, default_encoder: TransformerEncoder
 ) -> None:
-    abt, _ = sample_catalog()
-    products = {row.product_id: row.product for row in list(read_catalog(abt, id_prefix="abt-"))[:CATALOG]}
+    settings = small_pools
+    products = dict(abt_buy_products(CATALOG))
     ids = list(products)
     pipeline, _, lists = pipeline_for(settings, default_encoder)
-    for start in range(0, CATALOG, 20):
-        pipeline.commit(process(pipeline, [event(pid, 1, products[pid]) for pid in ids[start : start + 20]]))
+    commit_in_batches(pipeline, [event(pid, 1, products[pid]) for pid in ids], 20)
 
     client = make_redis_client(settings)
     before = lists.read_states(ids)

@@ -4,20 +4,18 @@ aborted with the transaction). Each test ends with every list exact in Redis and
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
-from support.pipelines import pipeline_for, process
-from support.streaming import event, stream_settings
+from support.pipelines import commit_in_batches, pipeline_for, process
+from support.streaming import event
 
+from simstream.chaos import abt_buy_products
 from simstream.core.audit import Thresholds, threshold_failures
 from simstream.core.encoder import TransformerEncoder
 from simstream.core.list_store import ListStore
-from simstream.core.namespace import clear_redis_namespace
 from simstream.core.pipeline import BatchResult, Pipeline
-from simstream.demo import sample_catalog
-from simstream.producers.catalog import read_catalog
 from simstream.schemas.events import ProductEvent
 from simstream.schemas.settings import Settings
 from simstream.verify import run_verify
@@ -28,24 +26,9 @@ CATALOG = 60
 NEW = 12  # created by the batch the kill interrupts
 
 
-@pytest.fixture
-def settings(redis_url: str, unique_name: str) -> Iterator[Settings]:
-    # Small pools (8 + 4 slack) in a catalog of 72: a change touches some lists, not every one.
-    made = stream_settings(
-        "127.0.0.1:1", redis_url, unique_name, vector_algorithm="FLAT", top_k=8, rerank_candidates=8, pool_slack=4
-    )
-    yield made
-    clear_redis_namespace(made)
-
-
 Topic = dict[str, bytes | None]  # the output topic's last committed value per key (None: a tombstone)
 KILLED = ["after_prepare", "after_lists_current"]
 EXACT = Thresholds(min_overlap_mean=1.0, min_overlap_min=1.0)  # every list, not most
-
-
-def catalog() -> dict[str, dict[str, Any]]:
-    abt, _ = sample_catalog()
-    return {row.product_id: row.product for row in list(read_catalog(abt, id_prefix="abt-"))[: CATALOG + NEW]}
 
 
 def delivered(topic: Topic, result: BatchResult) -> None:
@@ -54,9 +37,7 @@ def delivered(topic: Topic, result: BatchResult) -> None:
 
 
 def load(pipeline: Pipeline, products: Mapping[str, dict[str, Any]], ids: Sequence[str], topic: Topic) -> None:
-    for start in range(0, len(ids), 20):
-        result = process(pipeline, [event(pid, 1, products[pid]) for pid in ids[start : start + 20]])
-        pipeline.commit(result)
+    for result in commit_in_batches(pipeline, [event(pid, 1, products[pid]) for pid in ids], 20):
         delivered(topic, result)
 
 
@@ -78,9 +59,10 @@ def assert_exact_and_delivered(settings: Settings, ids: Sequence[str], topic: To
 
 @pytest.mark.parametrize("killed", KILLED)
 def test_a_replay_superseded_in_its_batch_still_redoes_the_lost_list_work(
-    settings: Settings, default_encoder: TransformerEncoder, killed: str
+    small_pools: Settings, default_encoder: TransformerEncoder, killed: str
 ) -> None:
-    products = catalog()
+    settings = small_pools
+    products = dict(abt_buy_products(CATALOG + NEW))
     ids = list(products)
     topic: Topic = {}
     first = pipeline_for(settings, default_encoder)[0]
@@ -104,9 +86,10 @@ def test_a_replay_superseded_in_its_batch_still_redoes_the_lost_list_work(
 @pytest.mark.parametrize("recreated", [False, True], ids=["deleted", "deleted-then-recreated"])
 @pytest.mark.parametrize("killed", KILLED)
 def test_a_replayed_delete_redoes_the_lists_that_dropped_the_product(
-    settings: Settings, default_encoder: TransformerEncoder, killed: str, recreated: bool
+    small_pools: Settings, default_encoder: TransformerEncoder, killed: str, recreated: bool
 ) -> None:
-    products = catalog()
+    settings = small_pools
+    products = dict(abt_buy_products(CATALOG + NEW))
     ids = list(products)
     topic: Topic = {}
     first = pipeline_for(settings, default_encoder)[0]

@@ -30,3 +30,13 @@ def pipeline_for(settings: Settings, encoder: TransformerEncoder) -> tuple[Pipel
 def process(pipeline: Pipeline, events: Sequence[ProductEvent]) -> BatchResult:
     """One batch through the pipeline (prepared, not committed)."""
     return pipeline.process([pipeline.prepare(e, time.time()) for e in events])
+
+
+def commit_in_batches(pipeline: Pipeline, events: Sequence[ProductEvent], size: int) -> list[BatchResult]:
+    """The events as batches of ``size``, each processed and its lists made current, as delivered."""
+    results = []
+    for start in range(0, len(events), size):
+        result = process(pipeline, events[start : start + size])
+        pipeline.commit(result)
+        results.append(result)
+    return results
